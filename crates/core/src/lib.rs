@@ -1,0 +1,10 @@
+//! Shared runtime of the medallion engine: configuration loading with SQL analysis, storage
+//! locations, errors. The layer crates (bronze, silver, gold) build on it.
+
+pub mod error;
+pub mod pipeline;
+pub mod sql;
+pub mod storage;
+
+pub use error::{Error, Result};
+pub use pipeline::Pipeline;
