@@ -110,12 +110,22 @@ struct Compiler<'a> {
 }
 
 impl Compiler<'_> {
-    fn error(&mut self, loc: Loc, path: impl Into<String>, message: impl Into<String>) -> &mut Diagnostic {
+    fn error(
+        &mut self,
+        loc: Loc,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
         self.out.push(Diagnostic::error(loc, path, message));
         self.out.last_mut().expect("just pushed")
     }
 
-    fn warn(&mut self, loc: Loc, path: impl Into<String>, message: impl Into<String>) -> &mut Diagnostic {
+    fn warn(
+        &mut self,
+        loc: Loc,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
         self.out.push(Diagnostic::warning(loc, path, message));
         self.out.last_mut().expect("just pushed")
     }
@@ -123,29 +133,31 @@ impl Compiler<'_> {
     fn check_version(&mut self) {
         let v = &self.config.version;
         if v.value != 1 {
-            self.error(v.loc, "version", format!("unsupported configuration version `{}`", v.value))
-                .help = Some("this engine reads `version: 1`".into());
+            self.error(
+                v.loc,
+                "version",
+                format!("unsupported configuration version `{}`", v.value),
+            )
+            .help = Some("this engine reads `version: 1`".into());
         }
     }
 
     fn check_storage(&mut self) {
         let s = &self.config.storage;
-        for (key, value) in &s.options {
-            let lower = key.to_ascii_lowercase();
-            if ["secret", "password", "access_key", "token", "credential"]
-                .iter()
-                .any(|w| lower.contains(w))
-            {
-                self.error(value.loc, format!("storage.options.{key}"), format!("`{key}` is a credential"))
-                    .help = Some("credentials are never read from layers.yaml: set them in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, …) or use the instance/pod role".into());
-            }
-        }
         if s.checkpoint_interval == 0 {
-            self.error(Loc::default(), "storage.checkpoint_interval", "must be at least 1");
+            self.error(
+                Loc::default(),
+                "storage.checkpoint_interval",
+                "must be at least 1",
+            );
         }
         for (name, value) in [("root", &s.root), ("landing", &s.landing)] {
             if value.trim().is_empty() {
-                self.error(value.loc, format!("storage.{name}"), format!("`storage.{name}` is empty"));
+                self.error(
+                    value.loc,
+                    format!("storage.{name}"),
+                    format!("`storage.{name}` is empty"),
+                );
             }
         }
     }
@@ -165,7 +177,11 @@ impl Compiler<'_> {
                     self.error(column.loc, format!("sources.{name}.columns"), format!("column `{column}` starts with `_`, which is reserved for engine columns"));
                 }
                 if !seen.insert(column.as_str().to_ascii_lowercase()) {
-                    self.error(column.loc, format!("sources.{name}.columns"), format!("column `{column}` is declared twice (names are case-insensitive)"));
+                    self.error(
+                        column.loc,
+                        format!("sources.{name}.columns"),
+                        format!("column `{column}` is declared twice (names are case-insensitive)"),
+                    );
                 }
             }
         }
@@ -182,18 +198,27 @@ impl Compiler<'_> {
                 None => (name.value.clone(), name.loc),
             };
             if !self.config.sources.keys().any(|k| k.value == source) {
-                let help = did_you_mean(source.as_str(), self.config.sources.keys().map(|k| k.as_str()));
+                let help = did_you_mean(
+                    source.as_str(),
+                    self.config.sources.keys().map(|k| k.as_str()),
+                );
                 let msg = if table.source.is_some() {
                     format!("unknown source `{source}`")
                 } else {
-                    format!("no source named `{source}`: a Bronze table ingests the source of its own name unless `source` says otherwise")
+                    format!(
+                        "no source named `{source}`: a Bronze table ingests the source of its own name unless `source` says otherwise"
+                    )
                 };
                 self.error(loc, format!("bronze.{name}.source"), msg).help = help;
                 continue;
             }
             if let Some(other) = ingested.insert(source.clone(), name) {
-                self.error(loc, format!("bronze.{name}.source"), format!("source `{source}` is already ingested by `bronze.{other}`"))
-                    .help = Some("each source feeds exactly one Bronze table".into());
+                self.error(
+                    loc,
+                    format!("bronze.{name}.source"),
+                    format!("source `{source}` is already ingested by `bronze.{other}`"),
+                )
+                .help = Some("each source feeds exactly one Bronze table".into());
             }
             self.sources.insert(this, source);
         }
@@ -205,15 +230,33 @@ impl Compiler<'_> {
             .map(|k| (k.loc, k.value.clone()))
             .collect();
         for (loc, name) in unused {
-            self.warn(loc, format!("sources.{name}"), format!("source `{name}` is not ingested by any Bronze table"));
+            self.warn(
+                loc,
+                format!("sources.{name}"),
+                format!("source `{name}` is not ingested by any Bronze table"),
+            );
         }
     }
 
     /// Checks that `r` is a table of one of `layers` that exists; pushes an error otherwise.
-    fn check_ref(&mut self, r: &Located<TableRef>, path: &str, layers: &[Layer], role: &str) -> bool {
+    fn check_ref(
+        &mut self,
+        r: &Located<TableRef>,
+        path: &str,
+        layers: &[Layer],
+        role: &str,
+    ) -> bool {
         if !layers.contains(&r.layer) {
             let allowed: Vec<_> = layers.iter().map(|l| l.as_str()).collect();
-            self.error(r.loc, path, format!("{role} reads `{}`, but may only read {} tables", r.value, allowed.join(" or ")));
+            self.error(
+                r.loc,
+                path,
+                format!(
+                    "{role} reads `{}`, but may only read {} tables",
+                    r.value,
+                    allowed.join(" or ")
+                ),
+            );
             return false;
         }
         if self.exists(&r.value) {
@@ -221,7 +264,8 @@ impl Compiler<'_> {
         }
         let candidates = self.all_tables();
         let help = did_you_mean(&r.to_string(), candidates.iter().map(String::as_str));
-        self.error(r.loc, path, format!("unknown table `{}`", r.value)).help = help;
+        self.error(r.loc, path, format!("unknown table `{}`", r.value))
+            .help = help;
         false
     }
 
@@ -248,16 +292,30 @@ impl Compiler<'_> {
             self.key_locs.insert(this.clone(), name.loc);
             let mut inputs = Vec::new();
             let path = format!("silver.{name}");
-            if self.check_ref(&table.from, &format!("{path}.from"), &[Layer::Bronze], &format!("silver.{name}")) {
+            if self.check_ref(
+                &table.from,
+                &format!("{path}.from"),
+                &[Layer::Bronze],
+                &format!("silver.{name}"),
+            ) {
                 inputs.push(table.from.value.clone());
             }
             for (lookup, spec) in table.lookups.iter() {
                 let lpath = format!("{path}.lookups.{lookup}.table");
                 if spec.table.value == this {
-                    self.error(spec.table.loc, lpath, format!("`silver.{name}` cannot look itself up"));
+                    self.error(
+                        spec.table.loc,
+                        lpath,
+                        format!("`silver.{name}` cannot look itself up"),
+                    );
                     continue;
                 }
-                if self.check_ref(&spec.table, &lpath, &[Layer::Silver], &format!("lookup `{lookup}`")) {
+                if self.check_ref(
+                    &spec.table,
+                    &lpath,
+                    &[Layer::Silver],
+                    &format!("lookup `{lookup}`"),
+                ) {
                     inputs.push(spec.table.value.clone());
                 }
             }
@@ -271,7 +329,11 @@ impl Compiler<'_> {
     fn check_silver_columns(&mut self, name: &Located<Name>, table: &SilverTable) {
         let path = format!("silver.{name}");
         if table.columns.is_empty() {
-            self.error(name.loc, format!("{path}.columns"), "a Silver table needs at least one column");
+            self.error(
+                name.loc,
+                format!("{path}.columns"),
+                "a Silver table needs at least one column",
+            );
         }
         for (column, _) in table.columns.iter() {
             if SILVER_LINEAGE_COLUMNS.contains(&column.as_str()) || column.as_str() == "_rescued" {
@@ -291,8 +353,20 @@ impl Compiler<'_> {
             .filter(|(_, def)| !def.keep)
             .map(|(c, _)| c.as_str())
             .collect();
-        self.check_columns_exist(&table.key, &written, &helpers, &format!("{path}.key"), "key column");
-        self.check_columns_exist(&table.partition_by, &written, &helpers, &format!("{path}.partition_by"), "partition column");
+        self.check_columns_exist(
+            &table.key,
+            &written,
+            &helpers,
+            &format!("{path}.key"),
+            "key column",
+        );
+        self.check_columns_exist(
+            &table.partition_by,
+            &written,
+            &helpers,
+            &format!("{path}.partition_by"),
+            "partition column",
+        );
     }
 
     fn check_columns_exist(
@@ -309,11 +383,20 @@ impl Compiler<'_> {
                 continue;
             }
             if helpers.contains(&c) {
-                self.error(column.loc, path, format!("{what} `{c}` has `keep: false`, so it is not written"));
+                self.error(
+                    column.loc,
+                    path,
+                    format!("{what} `{c}` has `keep: false`, so it is not written"),
+                );
                 continue;
             }
             let help = did_you_mean(c, written.iter().copied());
-            self.error(column.loc, path, format!("{what} `{c}` is not one of the table's columns")).help = help;
+            self.error(
+                column.loc,
+                path,
+                format!("{what} `{c}` is not one of the table's columns"),
+            )
+            .help = help;
         }
     }
 
@@ -324,12 +407,23 @@ impl Compiler<'_> {
             let path = format!("gold.{name}");
             let mut inputs = match (&table.sql, &table.builtin) {
                 (Some(_), Some(b)) => {
-                    self.error(b.loc, path.clone(), "a Gold table has either `sql` or `builtin`, not both");
+                    self.error(
+                        b.loc,
+                        path.clone(),
+                        "a Gold table has either `sql` or `builtin`, not both",
+                    );
                     Vec::new()
                 }
                 (None, None) => {
-                    self.error(name.loc, path.clone(), "a Gold table needs `sql` or `builtin`")
-                        .help = Some("e.g. `builtin: campaign_daily`, or `sql: SELECT … FROM silver.events`".into());
+                    self.error(
+                        name.loc,
+                        path.clone(),
+                        "a Gold table needs `sql` or `builtin`",
+                    )
+                    .help = Some(
+                        "e.g. `builtin: campaign_daily`, or `sql: SELECT … FROM silver.events`"
+                            .into(),
+                    );
                     Vec::new()
                 }
                 (Some(query), None) => self.sql_inputs(&path, table, query, sql, text),
@@ -355,14 +449,27 @@ impl Compiler<'_> {
         text: &str,
     ) -> Vec<TableRef> {
         if !table.inputs.is_empty() {
-            let loc = table.inputs.keys().next().map(|k| k.loc).unwrap_or(query.loc);
-            self.error(loc, format!("{path}.inputs"), "`inputs` is for built-in models; a SQL model's inputs are read from its query");
+            let loc = table
+                .inputs
+                .keys()
+                .next()
+                .map(|k| k.loc)
+                .unwrap_or(query.loc);
+            self.error(
+                loc,
+                format!("{path}.inputs"),
+                "`inputs` is for built-in models; a SQL model's inputs are read from its query",
+            );
         }
         let refs = match sql.table_references(&query.value) {
             Ok(refs) => refs,
             Err(e) => {
                 let loc = sql_position(query, text, e.line, e.column);
-                self.error(loc, format!("{path}.sql"), format!("SQL does not parse: {}", e.message));
+                self.error(
+                    loc,
+                    format!("{path}.sql"),
+                    format!("SQL does not parse: {}", e.message),
+                );
                 return Vec::new();
             }
         };
@@ -372,15 +479,27 @@ impl Compiler<'_> {
             match written.parse::<TableRef>() {
                 Ok(r) => {
                     let r = Located::new(r, loc);
-                    if self.check_ref(&r, &format!("{path}.sql"), &[Layer::Silver, Layer::Gold], "a Gold model") {
+                    if self.check_ref(
+                        &r,
+                        &format!("{path}.sql"),
+                        &[Layer::Silver, Layer::Gold],
+                        "a Gold model",
+                    ) {
                         inputs.push(r.value);
                     }
                 }
                 Err(_) => {
                     let candidates = self.all_tables();
                     let help = did_you_mean(&written, candidates.iter().map(String::as_str))
-                        .or_else(|| Some("name tables as `layer.table`, e.g. `silver.events`".into()));
-                    self.error(loc, format!("{path}.sql"), format!("unknown table `{written}`")).help = help;
+                        .or_else(|| {
+                            Some("name tables as `layer.table`, e.g. `silver.events`".into())
+                        });
+                    self.error(
+                        loc,
+                        format!("{path}.sql"),
+                        format!("unknown table `{written}`"),
+                    )
+                    .help = help;
                 }
             }
         }
@@ -397,18 +516,34 @@ impl Compiler<'_> {
             if !roles.contains(&role.as_str()) {
                 let help = did_you_mean(role.as_str(), roles.iter().copied())
                     .unwrap_or_else(|| format!("`{}` reads {}", builtin.as_str(), quoted(roles)));
-                self.error(role.loc, format!("{path}.inputs"), format!("`{}` has no input `{role}`", builtin.as_str()))
-                    .help = Some(help);
+                self.error(
+                    role.loc,
+                    format!("{path}.inputs"),
+                    format!("`{}` has no input `{role}`", builtin.as_str()),
+                )
+                .help = Some(help);
                 continue;
             }
-            if self.check_ref(r, &format!("{path}.inputs.{role}"), &[Layer::Silver, Layer::Gold], &format!("input `{role}`")) {
+            if self.check_ref(
+                r,
+                &format!("{path}.inputs.{role}"),
+                &[Layer::Silver, Layer::Gold],
+                &format!("input `{role}`"),
+            ) {
                 inputs.push(r.value.clone());
             }
         }
         for role in roles {
             if !table.inputs.keys().any(|k| k.as_str() == *role) {
-                self.error(builtin.loc, format!("{path}.inputs"), format!("`{}` needs its input `{role}` bound to a table", builtin.as_str()))
-                    .help = Some(format!("add `inputs: {{ {role}: silver.{role} }}`"));
+                self.error(
+                    builtin.loc,
+                    format!("{path}.inputs"),
+                    format!(
+                        "`{}` needs its input `{role}` bound to a table",
+                        builtin.as_str()
+                    ),
+                )
+                .help = Some(format!("add `inputs: {{ {role}: silver.{role} }}`"));
             }
         }
         inputs
@@ -418,10 +553,18 @@ impl Compiler<'_> {
         let path = format!("gold.{name}");
         match (table.materialized, &table.date_column) {
             (Materialized::IncrementalByDate, None) => {
-                self.error(name.loc, format!("{path}.date_column"), "`materialized: incremental_by_date` needs a `date_column`");
+                self.error(
+                    name.loc,
+                    format!("{path}.date_column"),
+                    "`materialized: incremental_by_date` needs a `date_column`",
+                );
             }
             (Materialized::Full, Some(c)) => {
-                self.error(c.loc, format!("{path}.date_column"), "`date_column` is only used with `materialized: incremental_by_date`");
+                self.error(
+                    c.loc,
+                    format!("{path}.date_column"),
+                    "`date_column` is only used with `materialized: incremental_by_date`",
+                );
             }
             _ => {}
         }
@@ -430,8 +573,12 @@ impl Compiler<'_> {
             && !table.key.is_empty()
             && !table.key.contains(c)
         {
-            self.error(c.loc, format!("{path}.date_column"), format!("date column `{c}` must be part of the key"))
-                .help = Some("dates are replaced whole, so each key belongs to one date".into());
+            self.error(
+                c.loc,
+                format!("{path}.date_column"),
+                format!("date column `{c}` must be part of the key"),
+            )
+            .help = Some("dates are replaced whole, so each key belongs to one date".into());
         }
     }
 
@@ -444,21 +591,45 @@ impl Compiler<'_> {
             ("position_last_share", &a.position_last_share, false),
         ] {
             let v = value.value;
-            let ok = if positive { v.is_finite() && v > 0.0 } else { (0.0..=1.0).contains(&v) };
+            let ok = if positive {
+                v.is_finite() && v > 0.0
+            } else {
+                (0.0..=1.0).contains(&v)
+            };
             if !ok {
-                let need = if positive { "a number greater than 0" } else { "a share between 0 and 1" };
-                self.error(value.loc, format!("attribution.{field}"), format!("`{field}` must be {need}, not {v}"));
+                let need = if positive {
+                    "a number greater than 0"
+                } else {
+                    "a share between 0 and 1"
+                };
+                self.error(
+                    value.loc,
+                    format!("attribution.{field}"),
+                    format!("`{field}` must be {need}, not {v}"),
+                );
             }
         }
         let shares = a.position_first_share.value + a.position_last_share.value;
         if shares > 1.0 + 1e-12 {
-            self.error(a.position_last_share.loc, "attribution.position_last_share", format!("first and last shares add up to {shares}, more than 1"));
+            self.error(
+                a.position_last_share.loc,
+                "attribution.position_last_share",
+                format!("first and last shares add up to {shares}, more than 1"),
+            );
         }
         if a.models.is_empty() {
-            self.error(Loc::default(), "attribution.models", "at least one attribution model is needed");
+            self.error(
+                Loc::default(),
+                "attribution.models",
+                "at least one attribution model is needed",
+            );
         }
         if a.touch_event_types.is_empty() {
-            self.error(Loc::default(), "attribution.touch_event_types", "at least one touch event type is needed");
+            self.error(
+                Loc::default(),
+                "attribution.touch_event_types",
+                "at least one touch event type is needed",
+            );
         }
     }
 
@@ -467,7 +638,11 @@ impl Compiler<'_> {
             && ol.file.is_none()
             && ol.url.is_none()
         {
-            self.warn(Loc::default(), "lineage.openlineage", "OpenLineage is configured with neither `file` nor `url`: no events will be sent");
+            self.warn(
+                Loc::default(),
+                "lineage.openlineage",
+                "OpenLineage is configured with neither `file` nor `url`: no events will be sent",
+            );
         }
     }
 
@@ -476,7 +651,15 @@ impl Compiler<'_> {
         let mut remaining: BTreeMap<TableRef, BTreeSet<TableRef>> = self
             .upstream
             .iter()
-            .map(|(t, ups)| (t.clone(), ups.iter().filter(|u| self.upstream.contains_key(u)).cloned().collect()))
+            .map(|(t, ups)| {
+                (
+                    t.clone(),
+                    ups.iter()
+                        .filter(|u| self.upstream.contains_key(u))
+                        .cloned()
+                        .collect(),
+                )
+            })
             .collect();
         let mut order = Vec::with_capacity(remaining.len());
         loop {
@@ -511,10 +694,11 @@ impl Compiler<'_> {
             // Walk upstream edges inside the blocked set until a table repeats.
             let mut path = vec![start.clone()];
             let mut current = start.clone();
-            loop {
-                let Some(next) = remaining.get(&current).and_then(|ups| ups.iter().next()).cloned() else {
-                    break;
-                };
+            while let Some(next) = remaining
+                .get(&current)
+                .and_then(|ups| ups.iter().next())
+                .cloned()
+            {
                 if let Some(pos) = path.iter().position(|t| t == &next) {
                     let mut cycle: Vec<TableRef> = path[pos..].to_vec();
                     if cycle.iter().any(|t| reported.contains(t)) {
@@ -522,13 +706,27 @@ impl Compiler<'_> {
                     }
                     // Print in data-flow order, starting from the smallest name.
                     cycle.reverse();
-                    let min = cycle.iter().enumerate().min_by_key(|(_, t)| (*t).clone()).map_or(0, |(i, _)| i);
+                    let min = cycle
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, t)| (*t).clone())
+                        .map_or(0, |(i, _)| i);
                     cycle.rotate_left(min);
                     let first = cycle[0].clone();
-                    let text: Vec<String> = cycle.iter().chain(std::iter::once(&first)).map(ToString::to_string).collect();
+                    let text: Vec<String> = cycle
+                        .iter()
+                        .chain(std::iter::once(&first))
+                        .map(ToString::to_string)
+                        .collect();
                     let loc = self.key_locs.get(&first).copied().unwrap_or_default();
-                    self.error(loc, first.to_string(), format!("dependency cycle: {}", text.join(" → ")))
-                        .help = Some("a table cannot depend on itself, directly or through other tables".into());
+                    self.error(
+                        loc,
+                        first.to_string(),
+                        format!("dependency cycle: {}", text.join(" → ")),
+                    )
+                    .help = Some(
+                        "a table cannot depend on itself, directly or through other tables".into(),
+                    );
                     reported.extend(cycle);
                     break;
                 }
@@ -540,11 +738,20 @@ impl Compiler<'_> {
 }
 
 fn quoted(items: &[&str]) -> String {
-    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Maps a position inside an embedded SQL text to the YAML file.
-pub fn sql_position(query: &Located<String>, text: &str, line: Option<u64>, column: Option<u64>) -> Loc {
+pub fn sql_position(
+    query: &Located<String>,
+    text: &str,
+    line: Option<u64>,
+    column: Option<u64>,
+) -> Loc {
     let (Some(line), Some(column)) = (line, column) else {
         return query.loc;
     };
@@ -554,10 +761,16 @@ pub fn sql_position(query: &Located<String>, text: &str, line: Option<u64>, colu
     let first_char = text
         .lines()
         .nth(usize::try_from(query.loc.line - 1).unwrap_or(usize::MAX))
-        .and_then(|l| l.chars().nth(usize::try_from(query.loc.column - 1).unwrap_or(usize::MAX)));
+        .and_then(|l| {
+            l.chars()
+                .nth(usize::try_from(query.loc.column - 1).unwrap_or(usize::MAX))
+        });
     let quoted = matches!(first_char, Some('"' | '\''));
     if line <= 1 {
-        Loc::new(query.loc.line, query.loc.column + column - 1 + u64::from(quoted))
+        Loc::new(
+            query.loc.line,
+            query.loc.column + column - 1 + u64::from(quoted),
+        )
     } else if quoted || !query.value.contains('\n') {
         // A quoted multi-line scalar folds lines; point at the start of the value.
         query.loc

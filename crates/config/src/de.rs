@@ -8,7 +8,9 @@
 use std::cell::RefCell;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, Expected, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, DeserializeSeed, Deserializer, Expected, IntoDeserializer, MapAccess, SeqAccess, Visitor,
+};
 
 use crate::diagnostic::{Diagnostic, Loc, did_you_mean};
 use crate::located::LOCATED_MARKER;
@@ -134,7 +136,11 @@ impl<'a> NodeDeserializer<'a> {
         let mut e = DeError::located(
             self.node.loc,
             &self.path,
-            format!("expected {expected}, found {}", self.node.kind.describe()),
+            format!(
+                "expected {}, found {}",
+                friendly(&expected.to_string()),
+                self.node.kind.describe()
+            ),
             None,
         );
         e.suppressed = self.node.poisoned;
@@ -314,7 +320,11 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'_> {
         .map_err(|e| e.at(loc, &path))
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
 
@@ -370,6 +380,8 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'_> {
             let (key, _) = entry;
             match key.as_str() {
                 Some(k) if fields.contains(&k) => known.push(entry),
+                // Credentials are reported by the credential scan, once.
+                Some(k) if crate::node::is_credential_key(k) => {}
                 Some(k) => self.sink.push(unknown_key(key.loc, &path, k, fields)),
                 None => self.sink.push(Diagnostic::error(
                     key.loc,
@@ -407,7 +419,11 @@ impl<'de> Deserializer<'de> for NodeDeserializer<'_> {
             _ => Err(DeError::located(
                 loc,
                 &path,
-                format!("expected one of {}, found {}", list(variants), self.node.kind.describe()),
+                format!(
+                    "expected one of {}, found {}",
+                    list(variants),
+                    self.node.kind.describe()
+                ),
                 None,
             )),
         }
@@ -433,19 +449,21 @@ fn list(names: &[&str]) -> String {
 
 /// Names a key that a struct does not have, with the likeliest intended one.
 fn unknown_key(loc: Loc, path: &str, key: &str, fields: &[&str]) -> Diagnostic {
-    let lower = key.to_ascii_lowercase();
-    let secret = ["secret", "password", "access_key", "token", "credential", "session_key"]
-        .iter()
-        .any(|s| lower.contains(s));
     let d = Diagnostic::error(loc, path, format!("unknown key `{key}`"));
-    if secret {
-        return d.with_help(
-            "credentials are never read from layers.yaml: set them in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, …) or use the instance/pod role",
-        );
-    }
     match did_you_mean(key, fields.iter().copied()) {
         Some(help) => d.with_help(help),
         None => d.with_help(format!("expected one of {}", list(fields))),
+    }
+}
+
+/// Serde names primitive types the Rust way; people read YAML.
+fn friendly(expected: &str) -> &str {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "u128" => "a non-negative integer",
+        "i8" | "i16" | "i32" | "i64" | "i128" => "an integer",
+        "f32" | "f64" => "a number",
+        "a boolean" | "bool" => "`true` or `false`",
+        other => other,
     }
 }
 
@@ -459,9 +477,14 @@ where
     I: Iterator<Item = (usize, &'a Node)>,
 {
     type Error = DeError;
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
-            Some((i, node)) => seed.deserialize(self.parent.child(node, &i.to_string())).map(Some),
+            Some((i, node)) => seed
+                .deserialize(self.parent.child(node, &i.to_string()))
+                .map(Some),
             None => Ok(None),
         }
     }
@@ -478,7 +501,10 @@ where
     I: Iterator<Item = &'a (Node, Node)>,
 {
     type Error = DeError;
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         match self.entries.next() {
             Some((key, value)) => {
                 let segment = match &key.kind {
@@ -514,7 +540,10 @@ struct LocatedAccess<'a> {
 
 impl<'de> SeqAccess<'de> for LocatedAccess<'_> {
     type Error = DeError;
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
         self.step += 1;
         match self.step {
             1 => {

@@ -209,7 +209,13 @@ where
     let limit = (word.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(word, c), -strsim::jaro_winkler(word, c), c))
+        .map(|c| {
+            (
+                strsim::damerau_levenshtein(word, c),
+                -strsim::jaro_winkler(word, c),
+                c,
+            )
+        })
         .filter(|(distance, _, _)| *distance <= limit)
         .min_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)))
         .map(|(_, _, c)| format!("did you mean `{c}`?"))

@@ -45,15 +45,25 @@ pub struct Loaded {
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Reads and checks a configuration file.
-pub fn load_file(path: &Path, env: EnvLookup<'_>, sql: &dyn SqlAnalyzer) -> Result<Loaded, Diagnostics> {
+pub fn load_file(
+    path: &Path,
+    env: EnvLookup<'_>,
+    sql: &dyn SqlAnalyzer,
+) -> Result<Loaded, Diagnostics> {
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
         Ok(text) => load_str(&text, &file, env, sql),
         Err(e) => {
-            let mut d = Diagnostic::error(Loc::default(), "", format!("cannot read the configuration: {e}"));
+            let mut d = Diagnostic::error(
+                Loc::default(),
+                "",
+                format!("cannot read the configuration: {e}"),
+            );
             d.file = file;
             if e.kind() == std::io::ErrorKind::NotFound {
-                d.help = Some("pass `--config PATH`, or run from the directory that holds layers.yaml".into());
+                d.help = Some(
+                    "pass `--config PATH`, or run from the directory that holds layers.yaml".into(),
+                );
             }
             Err(Diagnostics(vec![d]))
         }
@@ -61,7 +71,12 @@ pub fn load_file(path: &Path, env: EnvLookup<'_>, sql: &dyn SqlAnalyzer) -> Resu
 }
 
 /// Checks configuration text; `file` names it in diagnostics.
-pub fn load_str(text: &str, file: &str, env: EnvLookup<'_>, sql: &dyn SqlAnalyzer) -> Result<Loaded, Diagnostics> {
+pub fn load_str(
+    text: &str,
+    file: &str,
+    env: EnvLookup<'_>,
+    sql: &dyn SqlAnalyzer,
+) -> Result<Loaded, Diagnostics> {
     let finish = |mut diagnostics: Vec<Diagnostic>| {
         for d in &mut diagnostics {
             d.attach_source(file, text);
@@ -73,9 +88,10 @@ pub fn load_str(text: &str, file: &str, env: EnvLookup<'_>, sql: &dyn SqlAnalyze
 
     let mut root = match node::parse(text) {
         Ok(root) => root,
-        Err(d) => return Err(finish(vec![d])),
+        Err(d) => return Err(finish(vec![*d])),
     };
     let mut diagnostics = Vec::new();
+    node::credential_keys(&root, &mut Vec::new(), &mut diagnostics);
     node::interpolate(&mut root, &mut Vec::new(), env, &mut diagnostics);
 
     let sink = Sink::default();
@@ -132,19 +148,29 @@ impl Collector<'_> {
         self.take(result)
     }
 
-    fn required<T: for<'de> serde::Deserialize<'de>>(&mut self, root: &Node, key: &str, help: &str) -> Option<T> {
+    fn required<T: for<'de> serde::Deserialize<'de>>(
+        &mut self,
+        root: &Node,
+        key: &str,
+        help: &str,
+    ) -> Option<T> {
         match root.get(key) {
             Some(node) => self.read(node, key),
             None => {
                 self.out.push(
-                    Diagnostic::error(root.loc, "", format!("missing required key `{key}`")).with_help(help),
+                    Diagnostic::error(root.loc, "", format!("missing required key `{key}`"))
+                        .with_help(help),
                 );
                 None
             }
         }
     }
 
-    fn optional<T: for<'de> serde::Deserialize<'de> + Default>(&mut self, root: &Node, key: &str) -> Option<T> {
+    fn optional<T: for<'de> serde::Deserialize<'de> + Default>(
+        &mut self,
+        root: &Node,
+        key: &str,
+    ) -> Option<T> {
         match root.get(key) {
             Some(node) => self.read(node, key),
             None => Some(T::default()),
@@ -152,7 +178,11 @@ impl Collector<'_> {
     }
 
     /// A section mapping names to definitions; each entry is read on its own.
-    fn tables<T: for<'de> serde::Deserialize<'de>>(&mut self, root: &Node, key: &str) -> Option<BTreeMap<Located<Name>, T>> {
+    fn tables<T: for<'de> serde::Deserialize<'de>>(
+        &mut self,
+        root: &Node,
+        key: &str,
+    ) -> Option<BTreeMap<Located<Name>, T>> {
         let mut out = BTreeMap::new();
         let Some(node) = root.get(key) else {
             return Some(out);
@@ -164,7 +194,10 @@ impl Collector<'_> {
                 self.out.push(Diagnostic::error(
                     node.loc,
                     key,
-                    format!("expected a mapping of names to definitions, found {}", other.describe()),
+                    format!(
+                        "expected a mapping of names to definitions, found {}",
+                        other.describe()
+                    ),
                 ));
                 return None;
             }
@@ -196,7 +229,11 @@ fn typed(root: &Node, sink: &Sink, out: &mut Vec<Diagnostic>) -> Option<Config> 
             out.push(Diagnostic::error(
                 root.loc,
                 "",
-                format!("expected a mapping of sections ({}), found {}", SECTIONS.join(", "), other.describe()),
+                format!(
+                    "expected a mapping of sections ({}), found {}",
+                    SECTIONS.join(", "),
+                    other.describe()
+                ),
             ));
             return None;
         }
@@ -213,8 +250,13 @@ fn typed(root: &Node, sink: &Sink, out: &mut Vec<Diagnostic>) -> Option<Config> 
         }
     }
     let mut c = Collector { sink, out };
-    let version = c.required::<Located<u32>>(root, "version", "add `version: 1` at the top of the file");
-    let pipeline = c.required::<Located<Name>>(root, "pipeline", "name the pipeline, e.g. `pipeline: marketing`");
+    let version =
+        c.required::<Located<u32>>(root, "version", "add `version: 1` at the top of the file");
+    let pipeline = c.required::<Located<Name>>(
+        root,
+        "pipeline",
+        "name the pipeline, e.g. `pipeline: marketing`",
+    );
     let storage = c.optional::<Storage>(root, "storage");
     let sources = c.tables::<Source>(root, "sources");
     let bronze = c.tables::<BronzeTable>(root, "bronze");

@@ -110,7 +110,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Located<T> {
                 Ok(Located::new(value, Loc::new(line, column)))
             }
             // Any other deserializer (JSON, …): no location.
-            fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            fn visit_newtype_struct<D: Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<Self::Value, D::Error> {
                 T::deserialize(d).map(Located::unlocated)
             }
         }

@@ -83,7 +83,7 @@ impl Node {
 
 /// Parses YAML text into a located tree. A syntax error (bad indentation, unclosed
 /// bracket, duplicate key, …) stops parsing and is returned as one diagnostic.
-pub fn parse(text: &str) -> Result<Node, Diagnostic> {
+pub fn parse(text: &str) -> Result<Node, Box<Diagnostic>> {
     let options = serde_saphyr::options! {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
     };
@@ -94,7 +94,7 @@ pub fn parse(text: &str) -> Result<Node, Diagnostic> {
                 .location()
                 .map(|l| Loc::new(l.line(), l.column()))
                 .unwrap_or_default();
-            Err(Diagnostic::error(loc, "", syntax_message(&e)))
+            Err(Box::new(Diagnostic::error(loc, "", syntax_message(&e))))
         }
     }
 }
@@ -109,11 +109,15 @@ fn syntax_message(e: &serde_saphyr::Error) -> String {
     {
         msg = after.trim();
     }
-    let msg = msg
+    let mut msg = msg
         .split(", set DuplicateKeyPolicy")
         .next()
         .unwrap_or(msg)
         .to_string();
+    // The position is rendered separately.
+    if let Some(at) = msg.rfind(" at line ") {
+        msg.truncate(at);
+    }
     if let Some(key) = msg.strip_prefix("duplicate mapping key: ") {
         return format!("duplicate key `{key}`: each key may appear once in a mapping");
     }
@@ -217,7 +221,10 @@ pub fn interpolate(
             Err(problems) => {
                 node.poisoned = true;
                 for problem in problems {
-                    out.push(Diagnostic::error(node.loc, path.join("."), problem.0).with_help_opt(problem.1));
+                    out.push(
+                        Diagnostic::error(node.loc, path.join("."), problem.0)
+                            .with_help_opt(problem.1),
+                    );
                 }
             }
         },
@@ -239,10 +246,58 @@ pub fn interpolate(
     }
 }
 
+/// Words that mark a key as a credential.
+const CREDENTIAL_WORDS: [&str; 6] = [
+    "secret",
+    "password",
+    "access_key",
+    "token",
+    "credential",
+    "session_key",
+];
+
+/// Whether a key names a credential.
+pub fn is_credential_key(key: &str) -> bool {
+    let lower = key.to_ascii_lowercase();
+    CREDENTIAL_WORDS.iter().any(|w| lower.contains(w))
+}
+
+/// Reports every key anywhere in the document that names a credential: credentials come
+/// from the environment or the instance/pod role, never from the configuration file.
+pub fn credential_keys(node: &Node, path: &mut Vec<String>, out: &mut Vec<Diagnostic>) {
+    match &node.kind {
+        NodeKind::Map(entries) => {
+            for (k, v) in entries {
+                let key = k.as_str().unwrap_or_default();
+                if is_credential_key(key) {
+                    out.push(
+                        Diagnostic::error(k.loc, path.join("."), format!("`{key}` is a credential"))
+                            .with_help("credentials are never read from layers.yaml: set them in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, …) or use the instance/pod role"),
+                    );
+                }
+                path.push(key.to_string());
+                credential_keys(v, path, out);
+                path.pop();
+            }
+        }
+        NodeKind::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(i.to_string());
+                credential_keys(item, path, out);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
 type Problem = (String, Option<String>);
 
 /// Expands variables in `s`; `Ok(None)` when nothing was expanded.
-fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, Vec<Problem>> {
+fn expand(
+    s: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<String>, Vec<Problem>> {
     let mut out = String::with_capacity(s.len());
     let mut problems = Vec::new();
     let mut changed = false;
@@ -270,7 +325,10 @@ fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<Str
             if !is_var_name(name) {
                 problems.push((
                     format!("invalid variable name `{name}` in `${{{inner}}}`"),
-                    Some("variable names use letters, digits and `_`, and do not start with a digit".into()),
+                    Some(
+                        "variable names use letters, digits and `_`, and do not start with a digit"
+                            .into(),
+                    ),
                 ));
             } else {
                 match (lookup(name), default) {
@@ -278,7 +336,9 @@ fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<Str
                     (None, Some(default)) => out.push_str(default),
                     (None, None) => problems.push((
                         format!("environment variable `{name}` is not set"),
-                        Some(format!("set `{name}`, or give a default: `${{{name}:-value}}`")),
+                        Some(format!(
+                            "set `{name}`, or give a default: `${{{name}:-value}}`"
+                        )),
                     )),
                 }
             }
@@ -319,10 +379,19 @@ mod tests {
 
     #[test]
     fn expands_variables_and_defaults() {
-        assert_eq!(expand("s3://${BUCKET}/x", &env).unwrap().as_deref(), Some("s3://lake/x"));
-        assert_eq!(expand("${NOPE:-./lake}", &env).unwrap().as_deref(), Some("./lake"));
+        assert_eq!(
+            expand("s3://${BUCKET}/x", &env).unwrap().as_deref(),
+            Some("s3://lake/x")
+        );
+        assert_eq!(
+            expand("${NOPE:-./lake}", &env).unwrap().as_deref(),
+            Some("./lake")
+        );
         assert_eq!(expand("a${EMPTY}b", &env).unwrap().as_deref(), Some("ab"));
-        assert_eq!(expand("$${BUCKET}", &env).unwrap().as_deref(), Some("${BUCKET}"));
+        assert_eq!(
+            expand("$${BUCKET}", &env).unwrap().as_deref(),
+            Some("${BUCKET}")
+        );
         assert_eq!(expand("price > $5", &env).unwrap(), None);
     }
 
@@ -332,7 +401,10 @@ mod tests {
         let messages: Vec<_> = problems.iter().map(|p| p.0.as_str()).collect();
         assert_eq!(
             messages,
-            ["environment variable `A` is not set", "environment variable `C` is not set"]
+            [
+                "environment variable `A` is not set",
+                "environment variable `C` is not set"
+            ]
         );
         assert!(expand("${oops", &env).is_err());
         assert!(expand("${1X}", &env).is_err());
@@ -350,6 +422,9 @@ mod tests {
     fn duplicate_keys_are_rejected_with_location() {
         let err = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!(err.loc, Loc::new(3, 1));
-        assert_eq!(err.message, "duplicate key `a`: each key may appear once in a mapping");
+        assert_eq!(
+            err.message,
+            "duplicate key `a`: each key may appear once in a mapping"
+        );
     }
 }

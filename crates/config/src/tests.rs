@@ -89,7 +89,10 @@ fn minimal_config_loads_with_dag_and_order() {
 #[test]
 fn every_unknown_key_is_reported_at_once() {
     let text = MINIMAL
-        .replace("    format: ndjson", "    fromat: ndjson\n    format: ndjson")
+        .replace(
+            "    format: ndjson",
+            "    fromat: ndjson\n    format: ndjson",
+        )
         .replace("    key: [order_id]", "    kye: [order_id]")
         .replace("        action: drop", "        acton: drop");
     let all = load(&text).unwrap_err();
@@ -100,10 +103,22 @@ fn every_unknown_key_is_reported_at_once() {
     assert_eq!(
         rendered,
         [
-            (6, "unknown key `fromat`".to_string(), Some("did you mean `format`?".to_string())),
-            (16, "unknown key `kye`".to_string(), Some("did you mean `key`?".to_string())),
+            (
+                6,
+                "unknown key `fromat`".to_string(),
+                Some("did you mean `format`?".to_string())
+            ),
+            (
+                16,
+                "unknown key `kye`".to_string(),
+                Some("did you mean `key`?".to_string())
+            ),
             (22, "missing required field `action`".to_string(), None),
-            (23, "unknown key `acton`".to_string(), Some("did you mean `action`?".to_string())),
+            (
+                23,
+                "unknown key `acton`".to_string(),
+                Some("did you mean `action`?".to_string())
+            ),
         ]
     );
 }
@@ -153,7 +168,10 @@ fn variables_are_interpolated_and_unset_ones_named() {
 fn references_cycles_and_columns_are_checked() {
     let text = MINIMAL
         .replace("    from: bronze.orders", "    from: bronze.ordres")
-        .replace("      FROM silver.orders", "      FROM silver.orders JOIN gold.b")
+        .replace(
+            "      FROM silver.orders",
+            "      FROM silver.orders JOIN gold.b",
+        )
         + "  b:\n    sql: SELECT * FROM gold.revenue\n"
         + "  c:\n    builtin: attribution\n    inputs: { events: silver.orders, campaign: silver.orders }\n";
     assert_eq!(
@@ -169,11 +187,23 @@ fn references_cycles_and_columns_are_checked() {
 
 #[test]
 fn credentials_are_refused() {
-    for extra in ["  aws_secret_access_key: abc", "  options:\n    access_key_id: x"] {
-        let text = MINIMAL.replace("pipeline: shop", &format!("pipeline: shop\nstorage:\n{extra}"));
+    for extra in [
+        "  aws_secret_access_key: abc",
+        "  options:\n    access_key_id: x",
+    ] {
+        let text = MINIMAL.replace(
+            "pipeline: shop",
+            &format!("pipeline: shop\nstorage:\n{extra}"),
+        );
         let all = load(&text).unwrap_err();
         assert_eq!(all.errors().count(), 1, "{all}");
-        let help = all.errors().next().unwrap().help.clone().unwrap_or_default();
+        let help = all
+            .errors()
+            .next()
+            .unwrap()
+            .help
+            .clone()
+            .unwrap_or_default();
         assert!(help.contains("never read from layers.yaml"), "{help}");
     }
 }
@@ -181,7 +211,12 @@ fn credentials_are_refused() {
 #[test]
 fn schema_describes_sections() {
     let schema = json_schema();
-    for needle in ["\"silver\"", "\"expectations\"", "\"incremental_by_date\"", "\"additionalProperties\": false"] {
+    for needle in [
+        "\"silver\"",
+        "\"expectations\"",
+        "\"incremental_by_date\"",
+        "\"additionalProperties\": false",
+    ] {
         assert!(schema.contains(needle), "schema lacks {needle}");
     }
 }

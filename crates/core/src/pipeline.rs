@@ -25,7 +25,11 @@ impl Pipeline {
     /// Loads and checks `layers.yaml`, reading `${VAR}` from the process environment.
     pub fn load(path: &Path, root: Option<&str>, landing: Option<&str>) -> Result<Self> {
         let env = |name: &str| std::env::var(name).ok();
-        let Loaded { config, dag, warnings } = medallion_config::load_file(path, &env, &DataFusionSql)?;
+        let Loaded {
+            config,
+            dag,
+            warnings,
+        } = medallion_config::load_file(path, &env, &DataFusionSql)?;
         let locations = Locations::resolve(&config.storage, root, landing)?;
         Ok(Self {
             config,
@@ -42,9 +46,10 @@ impl Pipeline {
             let r: TableRef = t.parse().map_err(Error::Usage)?;
             if !self.dag.contains(&r) {
                 let names: Vec<String> = self.dag.order().iter().map(ToString::to_string).collect();
-                let hint = medallion_config::diagnostic::did_you_mean(t, names.iter().map(String::as_str))
-                    .map(|h| format!(" ({h})"))
-                    .unwrap_or_default();
+                let hint =
+                    medallion_config::diagnostic::did_you_mean(t, names.iter().map(String::as_str))
+                        .map(|h| format!(" ({h})"))
+                        .unwrap_or_default();
                 return Err(Error::Usage(format!("unknown table `{t}`{hint}")));
             }
             wanted.push(r);

@@ -13,7 +13,10 @@ impl SqlAnalyzer for DataFusionSql {
         let statements = DFParser::parse_sql(sql).map_err(|e| sql_error(&e.to_string()))?;
         if statements.len() != 1 {
             return Err(SqlError {
-                message: format!("expected one SELECT query, found {} statements", statements.len()),
+                message: format!(
+                    "expected one SELECT query, found {} statements",
+                    statements.len()
+                ),
                 line: None,
                 column: None,
             });

@@ -56,17 +56,26 @@ impl Locations {
         if !folder.ends_with('/') {
             folder.push('/');
         }
-        self.landing.join(&folder).expect("a relative folder joins onto a base URL")
+        self.landing
+            .join(&folder)
+            .expect("a relative folder joins onto a base URL")
     }
 
     fn under_root(&self, relative: &str) -> Url {
-        self.root.join(relative).expect("a relative path joins onto a base URL")
+        self.root
+            .join(relative)
+            .expect("a relative path joins onto a base URL")
     }
 }
 
 impl fmt::Display for Locations {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "root {} · landing {}", redacted(&self.root), redacted(&self.landing))
+        write!(
+            f,
+            "root {} · landing {}",
+            redacted(&self.root),
+            redacted(&self.landing)
+        )
     }
 }
 
@@ -78,7 +87,8 @@ pub fn parse_location(text: &str, what: &str) -> Result<Url> {
         return Err(Error::Usage(format!("the {what} is empty")));
     }
     let mut url = if text.contains("://") {
-        Url::parse(text).map_err(|e| Error::Usage(format!("the {what} `{text}` is not a valid URL: {e}")))?
+        Url::parse(text)
+            .map_err(|e| Error::Usage(format!("the {what} `{text}` is not a valid URL: {e}")))?
     } else {
         let absolute = std::path::absolute(Path::new(text))
             .map_err(|e| Error::Usage(format!("the {what} `{text}` is not a usable path: {e}")))?;
@@ -119,10 +129,14 @@ mod tests {
     #[test]
     fn layout_follows_the_spec() {
         let storage = Storage::default();
-        let l = Locations::resolve(&storage, Some("s3://lake/prod"), Some("s3://land/raw")).unwrap();
+        let l =
+            Locations::resolve(&storage, Some("s3://lake/prod"), Some("s3://land/raw")).unwrap();
         let t = TableRef::new(Layer::Gold, Name::new("campaign_daily").unwrap());
         assert_eq!(l.table(&t).as_str(), "s3://lake/prod/gold/campaign_daily/");
-        assert_eq!(l.quarantine(&t).as_str(), "s3://lake/prod/gold/_quarantine/campaign_daily/");
+        assert_eq!(
+            l.quarantine(&t).as_str(),
+            "s3://lake/prod/gold/_quarantine/campaign_daily/"
+        );
         assert_eq!(l.runs().as_str(), "s3://lake/prod/_system/runs/");
         assert_eq!(l.source("events").as_str(), "s3://land/raw/events/");
     }

@@ -38,7 +38,7 @@ pub(crate) fn write_file(path: &Path, contents: &[u8]) -> Result<(), Error> {
 
 enum Inner {
     Plain(BufWriter<File>),
-    Gzip(BufWriter<GzEncoder<File>>),
+    Gzip(Box<BufWriter<GzEncoder<File>>>),
 }
 
 /// A file being written line by line.
@@ -58,7 +58,7 @@ impl Sink {
                 .mtime(0)
                 .operating_system(GZIP_OS_UNKNOWN)
                 .write(file, Compression::fast());
-            Inner::Gzip(BufWriter::with_capacity(BUFFER_BYTES, encoder))
+            Inner::Gzip(Box::new(BufWriter::with_capacity(BUFFER_BYTES, encoder)))
         } else {
             Inner::Plain(BufWriter::with_capacity(BUFFER_BYTES, file))
         };

@@ -1,0 +1,130 @@
+//! Command-line arguments. Global flags may come before or after the subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use medallion_config::Layer;
+
+/// A medallion lakehouse ETL engine: raw files to Bronze, Silver and Gold Delta tables,
+/// declared in one `layers.yaml`.
+#[derive(Debug, Parser)]
+#[command(name = "medallion", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The pipeline configuration.
+    #[arg(
+        long,
+        global = true,
+        default_value = "layers.yaml",
+        env = "MEDALLION_CONFIG",
+        value_name = "PATH"
+    )]
+    pub config: PathBuf,
+    /// Lakehouse root (local path, file:// or s3:// URL); overrides `storage.root`.
+    #[arg(long, global = true, value_name = "URL")]
+    pub root: Option<String>,
+    /// Landing prefix (local path, file:// or s3:// URL); overrides `storage.landing`.
+    #[arg(long, global = true, value_name = "URL")]
+    pub landing: Option<String>,
+    /// Log format: human-readable text, or one JSON object per line for clusters.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "MEDALLION_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// More logging (-v debug, -vv trace). `MEDALLION_LOG` takes a full filter.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Output formats of reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text.
+    Text,
+    /// JSON.
+    Json,
+}
+
+/// Formats of the DAG.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    /// Human-readable text.
+    Text,
+    /// JSON.
+    Json,
+    /// Graphviz dot.
+    Dot,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check layers.yaml: syntax, keys, types, references, SQL, cycles. Exit code 2 on errors.
+    Validate {
+        /// Report format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Show the DAG and what a run would do.
+    Plan {
+        #[command(flatten)]
+        select: Selection,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+    },
+    /// Run the pipeline (all of it, one layer, or some tables) in dependency order.
+    Run {
+        #[command(flatten)]
+        select: Selection,
+    },
+    /// Write realistic sample landing data (deterministic for a seed).
+    Generate {
+        /// Number of event lines to write (duplicates and malformed lines included).
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// Random seed: the same seed writes the same bytes.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output directory (the landing prefix layout: events/, ad_spend/, campaigns/, fx_rates/).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Event lines per file.
+        #[arg(long, default_value_t = 250_000)]
+        events_per_file: u64,
+    },
+    /// Print the JSON Schema of layers.yaml.
+    Schema,
+}
+
+/// Which tables a command works on.
+#[derive(Debug, Args)]
+pub struct Selection {
+    /// Only this layer.
+    #[arg(long, value_parser = parse_layer)]
+    pub layer: Option<Layer>,
+    /// Only these tables (`layer.table`; repeatable).
+    #[arg(long = "table", value_name = "LAYER.TABLE")]
+    pub tables: Vec<String>,
+}
+
+fn parse_layer(s: &str) -> Result<Layer, String> {
+    s.parse()
+}

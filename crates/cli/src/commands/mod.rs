@@ -1,0 +1,57 @@
+//! One module per command; each returns the process exit code.
+
+mod generate;
+mod plan;
+mod run;
+mod validate;
+
+use medallion_core::{Error, Pipeline};
+
+use crate::cli::{Cli, Command, Global};
+
+/// Dispatches a parsed command line and returns the exit code: 0 ok, 1 failure,
+/// 2 bad configuration or usage, 3 data-quality failure ([`Error::exit_code`]).
+pub fn run(cli: Cli) -> u8 {
+    let result = match cli.command {
+        Command::Validate { format } => validate::run(&cli.global, format),
+        Command::Plan { select, format } => plan::run(&cli.global, &select, format),
+        Command::Run { select } => run::run(&cli.global, &select),
+        Command::Generate {
+            events,
+            seed,
+            out,
+            events_per_file,
+        } => generate::run(events, seed, &out, events_per_file),
+        Command::Schema => {
+            print!("{}", medallion_config::json_schema());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => report(&e),
+    }
+}
+
+/// Prints an error for a person and returns its exit code.
+fn report(e: &Error) -> u8 {
+    match e {
+        // Diagnostics are already formatted with their locations.
+        Error::Config(diagnostics) => eprintln!("{diagnostics}"),
+        other => eprintln!("error: {other}"),
+    }
+    e.exit_code()
+}
+
+/// Loads the pipeline named by the global flags, printing configuration warnings.
+fn load(global: &Global) -> Result<Pipeline, Error> {
+    let pipeline = Pipeline::load(
+        &global.config,
+        global.root.as_deref(),
+        global.landing.as_deref(),
+    )?;
+    for w in &pipeline.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(pipeline)
+}

@@ -1,0 +1,166 @@
+//! `medallion plan`: the DAG in run order, and what a run of the selection would do.
+
+use std::fmt::Write as _;
+
+use medallion_config::{Layer, Materialized, TableRef};
+use medallion_core::storage::redacted;
+use medallion_core::{Error, Pipeline};
+use serde_json::json;
+
+use crate::cli::{Global, PlanFormat, Selection};
+
+pub fn run(global: &Global, select: &Selection, format: PlanFormat) -> Result<(), Error> {
+    let pipeline = super::load(global)?;
+    let tables = pipeline.select(select.layer, &select.tables)?;
+    let out = match format {
+        PlanFormat::Text => text(&pipeline, &tables),
+        PlanFormat::Json => serde_json::to_string_pretty(&as_json(&pipeline, &tables))
+            .map_err(|e| Error::Other(e.to_string()))?,
+        PlanFormat::Dot => dot(&pipeline, &tables),
+    };
+    println!("{out}");
+    Ok(())
+}
+
+/// What feeds a table, in words: a landing folder or upstream tables.
+fn inputs(pipeline: &Pipeline, table: &TableRef) -> Vec<String> {
+    if table.layer == Layer::Bronze {
+        return pipeline
+            .dag
+            .source_of(table)
+            .map(|s| format!("landing:{}", source_folder(pipeline, s.as_str())))
+            .into_iter()
+            .collect();
+    }
+    pipeline
+        .dag
+        .upstream(table)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+fn source_folder(pipeline: &Pipeline, source: &str) -> String {
+    pipeline
+        .config
+        .sources
+        .iter()
+        .find(|(k, _)| k.as_str() == source)
+        .and_then(|(_, s)| s.path.as_ref().map(|p| p.value.clone()))
+        .unwrap_or_else(|| format!("{source}/"))
+}
+
+/// How a table is built, in a few words.
+fn kind(pipeline: &Pipeline, table: &TableRef) -> String {
+    let c = &pipeline.config;
+    let find = |name: &str| name == table.name.as_str();
+    match table.layer {
+        Layer::Bronze => {
+            let source = pipeline
+                .dag
+                .source_of(table)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default();
+            let format = c
+                .sources
+                .iter()
+                .find(|(k, _)| k.as_str() == source)
+                .map(|(_, s)| s.format.value.to_string())
+                .unwrap_or_default();
+            format!("append-only ingest ({format})")
+        }
+        Layer::Silver => c
+            .silver
+            .iter()
+            .find(|(k, _)| find(k.as_str()))
+            .map(|(_, t)| {
+                let key: Vec<_> = t.key.iter().map(|k| k.as_str()).collect();
+                format!(
+                    "incremental, key ({}) keep {:?}, {} expectations",
+                    key.join(", "),
+                    t.keep,
+                    t.expectations.len()
+                )
+                .to_lowercase()
+            })
+            .unwrap_or_default(),
+        Layer::Gold => c
+            .gold
+            .iter()
+            .find(|(k, _)| find(k.as_str()))
+            .map(|(_, t)| {
+                let model = match &t.builtin {
+                    Some(b) => format!("builtin {}", b.as_str()),
+                    None => "sql".to_string(),
+                };
+                let how = match (t.materialized, &t.date_column) {
+                    (Materialized::IncrementalByDate, Some(d)) => {
+                        format!("incremental by date ({d})")
+                    }
+                    _ => "full".to_string(),
+                };
+                format!("{model}, {how}")
+            })
+            .unwrap_or_default(),
+    }
+}
+
+fn text(pipeline: &Pipeline, tables: &[TableRef]) -> String {
+    let mut out = String::new();
+    let l = &pipeline.locations;
+    let _ = writeln!(out, "pipeline {}", pipeline.config.pipeline.value);
+    let _ = writeln!(out, "  root     {}", redacted(l.root()));
+    let _ = writeln!(out, "  landing  {}", redacted(l.landing()));
+    let _ = writeln!(
+        out,
+        "\nrun order ({} of {} tables):",
+        tables.len(),
+        pipeline.dag.order().len()
+    );
+    let width = tables
+        .iter()
+        .map(|t| t.to_string().len())
+        .max()
+        .unwrap_or(0);
+    for (i, t) in tables.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "  {:>2}  {:<width$}  <- {}",
+            i + 1,
+            t.to_string(),
+            inputs(pipeline, t).join(", "),
+        );
+        let _ = writeln!(out, "      {:<width$}     {}", "", kind(pipeline, t));
+    }
+    out.truncate(out.trim_end().len());
+    out
+}
+
+fn as_json(pipeline: &Pipeline, tables: &[TableRef]) -> serde_json::Value {
+    json!({
+        "pipeline": pipeline.config.pipeline.value.as_str(),
+        "root": redacted(pipeline.locations.root()),
+        "landing": redacted(pipeline.locations.landing()),
+        "tables": tables.iter().map(|t| json!({
+            "table": t.to_string(),
+            "layer": t.layer.as_str(),
+            "location": redacted(&pipeline.locations.table(t)),
+            "inputs": inputs(pipeline, t),
+            "kind": kind(pipeline, t),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn dot(pipeline: &Pipeline, tables: &[TableRef]) -> String {
+    let mut out = String::from("digraph medallion {\n  rankdir=LR;\n  node [shape=box];\n");
+    for t in tables {
+        for input in inputs(pipeline, t) {
+            let _ = writeln!(out, "  \"{input}\" -> \"{t}\";");
+        }
+        if inputs(pipeline, t).is_empty() {
+            let _ = writeln!(out, "  \"{t}\";");
+        }
+    }
+    out.push('}');
+    out
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds the engine, writes sample landing data and runs the marketing pipeline into a
+# local directory (the embedded default: no server needed).
+# Usage: scripts/quickstart.sh [WORKDIR]    (default: ./demo)
+#   EVENTS=N      number of sample event lines (default 1000000)
+#   MEDALLION_BIN a prebuilt binary to use instead of building one
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+workdir="${1:-demo}"
+events="${EVENTS:-1000000}"
+
+if [ -z "${MEDALLION_BIN:-}" ]; then
+  step "build medallion" cargo build --locked -p medallion-cli --manifest-path "$REPO/Cargo.toml"
+  MEDALLION_BIN="$CARGO_TARGET_DIR/debug/medallion"
+fi
+mkdir -p "$workdir"
+workdir="$(cd "$workdir" && pwd)"
+cp "$REPO/layers.yaml" "$workdir/layers.yaml"
+cd "$workdir"
+export MEDALLION_ROOT="$workdir/lakehouse" MEDALLION_LANDING="$workdir/landing"
+
+step "generate $events sample events into $MEDALLION_LANDING" \
+  "$MEDALLION_BIN" generate --events "$events" --seed 42 --out "$MEDALLION_LANDING" >"$workdir/generate-report.json"
+step "validate layers.yaml" "$MEDALLION_BIN" validate
+step "plan" "$MEDALLION_BIN" plan
+echo
+echo "Sample data: $MEDALLION_LANDING (report: $workdir/generate-report.json)"
+echo "Lakehouse:   $MEDALLION_ROOT"
