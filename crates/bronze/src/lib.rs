@@ -1,1 +1,405 @@
-//! placeholder
+//! Bronze: land raw, lose nothing.
+//!
+//! Each Bronze table ingests every file under its source's folder of the landing prefix,
+//! exactly once: the Delta log records one application transaction per landed file (in the
+//! Bronze table and in its quarantine table), committed together with the file's rows. A
+//! crash before the commit leaves only unreferenced Parquet files, and the next run ingests
+//! the file again; a crash after it finds the file recorded and skips it.
+//!
+//! Rows keep the source's fields with the declared types; fields that appear later become
+//! new nullable columns typed from the first file that carries them; a value that does not
+//! fit its column is kept in `_rescued`. Lines that are not records go to the quarantine
+//! table with their bytes and the error. Per file, rows + quarantined = lines read.
+
+pub mod discover;
+pub mod ingest;
+pub mod json;
+pub mod lines;
+pub mod rows;
+pub mod schema;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
+use deltalake::kernel::{Action, MetadataExt, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::{DeltaTable, ObjectStore, Path};
+use medallion_config::{Layer, OnChangedFile, Source, TableRef};
+use medallion_core::table::{
+    commit, kernel_schema, open_existing, open_or_create, storage_error, table_properties,
+};
+use medallion_core::{Error, Pipeline, Result, RunContext};
+use serde::Serialize;
+use serde_json::json;
+use tracing::{info, warn};
+
+pub use discover::{FileState, LandingFile};
+pub use ingest::FileReport;
+
+use crate::ingest::{Ingested, ingest_file};
+use crate::rows::Stamp;
+use crate::schema::{BronzeSchema, quarantine_schema};
+
+/// Landed bytes per commit: files are committed in groups of about this size, so a crash
+/// loses at most one group's work and the log does not grow a commit per small file.
+const GROUP_BYTES: u64 = 1 << 30;
+
+/// What a Bronze run would do for one table.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourcePlan {
+    /// The Bronze table.
+    pub table: String,
+    /// The source it ingests.
+    pub source: String,
+    /// The landing folder.
+    pub folder: String,
+    /// Files not ingested yet, in the order they would be.
+    pub new: Vec<LandingFile>,
+    /// Files ingested earlier that changed since (reported, not ingested again unless
+    /// the source says `on_changed_file: reingest`).
+    pub changed: Vec<LandingFile>,
+    /// Files already ingested.
+    pub ingested: usize,
+}
+
+/// What a Bronze run did for one table.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BronzeMetrics {
+    /// The Bronze table.
+    pub table: String,
+    /// The run.
+    pub run_id: String,
+    /// Files read, in order.
+    pub files: Vec<FileReport>,
+    /// Files that changed after they were ingested and were left alone.
+    pub changed_files: Vec<String>,
+    /// Files skipped because they were ingested before.
+    pub already_ingested: usize,
+    /// Lines (records) read, all files.
+    pub lines: u64,
+    /// Rows written.
+    pub rows: u64,
+    /// Records quarantined.
+    pub quarantined: u64,
+    /// Rows with a value kept in `_rescued`.
+    pub rescued: u64,
+    /// Landed bytes read.
+    pub bytes: u64,
+    /// Uncompressed bytes read.
+    pub uncompressed_bytes: u64,
+    /// Columns added to the table by this run.
+    pub new_columns: Vec<String>,
+    /// Bronze table version after the run.
+    pub version: Option<u64>,
+    /// Quarantine table version after the run.
+    pub quarantine_version: Option<u64>,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// The landing store and the paths of a source's folder and of the landing prefix.
+fn landing(
+    pipeline: &Pipeline,
+    source_name: &str,
+    source: &Source,
+) -> Result<(Arc<dyn ObjectStore>, Path, Path)> {
+    let folder = source
+        .path
+        .as_ref()
+        .map_or_else(|| format!("{source_name}/"), |p| p.value.clone());
+    // The store is rooted at the landing prefix: paths in it are relative to the prefix.
+    let landing_url = pipeline.locations.landing();
+    let store = deltalake::logstore::store_for(
+        landing_url,
+        pipeline
+            .config
+            .storage
+            .options
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value.clone())),
+    )
+    .map_err(|e| storage_error(landing_url, e))?;
+    let prefix = Path::parse(folder.trim_matches('/'))
+        .map_err(|e| Error::Usage(format!("source folder `{folder}` of `{source_name}`: {e}")))?;
+    Ok((store, prefix, Path::default()))
+}
+
+/// The source of a Bronze table.
+fn source_of<'a>(pipeline: &'a Pipeline, table: &TableRef) -> Result<(String, &'a Source)> {
+    if table.layer != Layer::Bronze {
+        return Err(Error::Usage(format!("`{table}` is not a Bronze table")));
+    }
+    let name = pipeline
+        .dag
+        .source_of(table)
+        .ok_or_else(|| Error::Usage(format!("`{table}` has no source")))?;
+    let source = pipeline
+        .config
+        .sources
+        .iter()
+        .find(|(k, _)| k.value == *name)
+        .map(|(_, s)| s)
+        .ok_or_else(|| Error::Usage(format!("source `{name}` of `{table}` is not declared")))?;
+    Ok((name.as_str().to_string(), source))
+}
+
+/// Lists the source's landed files and where each stands.
+pub async fn plan(pipeline: &Pipeline, table: &TableRef) -> Result<SourcePlan> {
+    let (source_name, source) = source_of(pipeline, table)?;
+    let (store, prefix, root) = landing(pipeline, &source_name, source)?;
+    let files = discover::list(store.as_ref(), &prefix, &root).await?;
+    let bronze = open_existing(&pipeline.locations.table(table)).await?;
+    let mut plan = SourcePlan {
+        table: table.to_string(),
+        source: source_name,
+        folder: prefix.to_string(),
+        new: Vec::new(),
+        changed: Vec::new(),
+        ingested: 0,
+    };
+    for file in files {
+        match discover::state(bronze.as_ref(), &file).await? {
+            FileState::New => plan.new.push(file),
+            FileState::Changed => plan.changed.push(file),
+            FileState::Ingested => plan.ingested += 1,
+        }
+    }
+    Ok(plan)
+}
+
+/// Ingests every new landed file of the table's source.
+pub async fn run(pipeline: &Pipeline, table: &TableRef, ctx: &RunContext) -> Result<BronzeMetrics> {
+    let started = Instant::now();
+    let (source_name, source) = source_of(pipeline, table)?;
+    let (store, prefix, root) = landing(pipeline, &source_name, source)?;
+    let properties = table_properties(&pipeline.config.storage);
+    let bronze_url = pipeline.locations.table(table);
+    let quarantine_url = pipeline.locations.quarantine(table);
+    let declared = BronzeSchema::declared(source);
+    let mut bronze = open_or_create(
+        &bronze_url,
+        &declared.arrow(),
+        &[],
+        &properties,
+        table.name.as_str(),
+    )
+    .await?;
+    let mut quarantine = open_or_create(
+        &quarantine_url,
+        &quarantine_schema(),
+        &[],
+        &properties,
+        &format!("{}_quarantine", table.name),
+    )
+    .await?;
+
+    let mut metrics = BronzeMetrics {
+        table: table.to_string(),
+        run_id: ctx.run_id.clone(),
+        ..BronzeMetrics::default()
+    };
+    let files = discover::list(store.as_ref(), &prefix, &root).await?;
+    let mut todo: Vec<(LandingFile, bool)> = Vec::new();
+    for file in files {
+        match discover::state(Some(&bronze), &file).await? {
+            FileState::Ingested => metrics.already_ingested += 1,
+            FileState::Changed if source.on_changed_file == OnChangedFile::Report => {
+                warn!(table = %table, file = %file.relative, "file changed after it was ingested; not ingested again (on_changed_file: report)");
+                metrics.changed_files.push(file.relative.clone());
+            }
+            FileState::New | FileState::Changed => {
+                // A crash between the quarantine commit and the Bronze commit leaves the
+                // quarantine done: do not write its records twice.
+                let q_state = discover::state(Some(&quarantine), &file).await?;
+                todo.push((file, q_state != FileState::Ingested));
+            }
+        }
+    }
+    info!(table = %table, new = todo.len(), ingested = metrics.already_ingested, changed = metrics.changed_files.len(), "landed files");
+
+    let stamp = Stamp {
+        ingested_at_us: ctx.started_at.timestamp_micros(),
+        run_id: Arc::from(ctx.run_id.as_str()),
+    };
+    let mut schema = BronzeSchema::from_arrow(&arrow_schema(&bronze)?);
+    let mut group: Vec<(LandingFile, bool, Ingested)> = Vec::new();
+    let mut group_bytes = 0u64;
+    let count = todo.len();
+    for (i, (file, write_q)) in todo.into_iter().enumerate() {
+        let ingested = ingest_file(
+            store.clone(),
+            &file,
+            source,
+            schema.clone(),
+            stamp.clone(),
+            &bronze,
+            &quarantine,
+            write_q,
+        )
+        .await?;
+        let r = &ingested.report;
+        info!(table = %table, file = %r.path, lines = r.lines, rows = r.rows, quarantined = r.quarantined, "read");
+        if let Some(error) = &r.error {
+            warn!(table = %table, file = %r.path, "{error}; the complete lines before it are ingested");
+        }
+        schema = ingested.schema.clone();
+        group_bytes += file.size;
+        group.push((file, write_q, ingested));
+        if group_bytes >= GROUP_BYTES || i + 1 == count {
+            commit_group(
+                &mut bronze,
+                &mut quarantine,
+                &schema,
+                std::mem::take(&mut group),
+                ctx,
+                table,
+                &mut metrics,
+            )
+            .await?;
+            group_bytes = 0;
+        }
+    }
+    metrics.version = bronze.version();
+    metrics.quarantine_version = quarantine.version();
+    metrics.seconds = started.elapsed().as_secs_f64();
+    Ok(metrics)
+}
+
+fn arrow_schema(table: &DeltaTable) -> Result<deltalake::arrow::datatypes::Schema> {
+    let snapshot = table.snapshot().map_err(|e| Error::Other(e.to_string()))?;
+    snapshot
+        .schema()
+        .as_ref()
+        .try_into_arrow()
+        .map_err(|e| Error::Other(format!("schema of {}: {e}", table.table_url())))
+}
+
+/// Commits one group of ingested files: the quarantine table first, then Bronze, each
+/// with one application transaction per file.
+async fn commit_group(
+    bronze: &mut DeltaTable,
+    quarantine: &mut DeltaTable,
+    schema: &BronzeSchema,
+    group: Vec<(LandingFile, bool, Ingested)>,
+    ctx: &RunContext,
+    table: &TableRef,
+    metrics: &mut BronzeMetrics,
+) -> Result<()> {
+    if group.is_empty() {
+        return Ok(());
+    }
+    let operation = || DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: None,
+        predicate: None,
+    };
+    let files_info: Vec<_> = group
+        .iter()
+        .map(|(f, _, i)| {
+            json!({
+                "path": f.relative, "size": f.size, "lines": i.report.lines, "rows": i.report.rows,
+                "quarantined": i.report.quarantined, "error": i.report.error,
+            })
+        })
+        .collect();
+    let info = |what: &str| {
+        HashMap::from([(
+            "medallion".to_string(),
+            json!({
+                "run_id": ctx.run_id, "layer": "bronze", "table": table.to_string(), "part": what,
+                "engine_version": medallion_core::run::ENGINE_VERSION, "files": files_info,
+            }),
+        )])
+    };
+
+    // Quarantine first: if we crash after it, the re-run finds it done and writes only Bronze.
+    let q_files: Vec<&(LandingFile, bool, Ingested)> =
+        group.iter().filter(|(_, q, _)| *q).collect();
+    if !q_files.is_empty() {
+        let actions: Vec<Action> = q_files
+            .iter()
+            .flat_map(|(_, _, i)| i.quarantine.iter().cloned().map(Action::Add))
+            .collect();
+        let txns = q_files
+            .iter()
+            .map(|(f, _, _)| Transaction::new(f.app_id(), f.fingerprint()))
+            .collect();
+        commit(
+            quarantine,
+            actions,
+            txns,
+            info("quarantine"),
+            operation(),
+            ctx.commit_retries,
+        )
+        .await
+        .map_err(|e| commit_error(quarantine, e))?;
+        quarantine
+            .load()
+            .await
+            .map_err(|e| storage_error(quarantine.table_url(), e))?;
+    }
+
+    let mut actions: Vec<Action> = group
+        .iter()
+        .flat_map(|(_, _, i)| i.rows.iter().cloned().map(Action::Add))
+        .collect();
+    let current = arrow_schema(bronze)?;
+    let evolved = schema.arrow();
+    if evolved.fields().len() != current.fields().len() {
+        let added: Vec<String> = evolved
+            .fields()
+            .iter()
+            .filter(|f| current.field_with_name(f.name()).is_err())
+            .map(|f| f.name().clone())
+            .collect();
+        info!(table = %table, columns = %added.join(", "), "new columns");
+        metrics.new_columns.extend(added);
+        let snapshot = bronze.snapshot().map_err(|e| Error::Other(e.to_string()))?;
+        let metadata = snapshot
+            .metadata()
+            .clone()
+            .with_schema(&kernel_schema(&evolved)?)
+            .map_err(|e| Error::Other(format!("new schema of {table}: {e}")))?;
+        actions.push(Action::Metadata(metadata));
+    }
+    let txns = group
+        .iter()
+        .map(|(f, _, _)| Transaction::new(f.app_id(), f.fingerprint()))
+        .collect();
+    commit(
+        bronze,
+        actions,
+        txns,
+        info("rows"),
+        operation(),
+        ctx.commit_retries,
+    )
+    .await
+    .map_err(|e| commit_error(bronze, e))?;
+    bronze
+        .load()
+        .await
+        .map_err(|e| storage_error(bronze.table_url(), e))?;
+
+    for (_, _, ingested) in group {
+        let r = ingested.report;
+        metrics.lines += r.lines;
+        metrics.rows += r.rows;
+        metrics.quarantined += r.quarantined;
+        metrics.rescued += r.rescued;
+        metrics.bytes += r.bytes;
+        metrics.uncompressed_bytes += r.uncompressed_bytes;
+        metrics.files.push(r);
+    }
+    Ok(())
+}
+
+fn commit_error(table: &DeltaTable, e: deltalake::DeltaTableError) -> Error {
+    Error::Storage(format!(
+        "commit to {} failed: {e}; nothing of this group was committed, a re-run ingests it",
+        medallion_core::storage::redacted(table.table_url())
+    ))
+}

@@ -94,6 +94,9 @@ pub enum Command {
     Run {
         #[command(flatten)]
         select: Selection,
+        /// Summary format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
     },
     /// Write realistic sample landing data (deterministic for a seed).
     Generate {

@@ -3,8 +3,11 @@
 
 pub mod error;
 pub mod pipeline;
+pub mod run;
 pub mod sql;
 pub mod storage;
+pub mod table;
 
 pub use error::{Error, Result};
 pub use pipeline::Pipeline;
+pub use run::RunContext;

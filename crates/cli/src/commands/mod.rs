@@ -15,7 +15,7 @@ pub fn run(cli: Cli) -> u8 {
     let result = match cli.command {
         Command::Validate { format } => validate::run(&cli.global, format),
         Command::Plan { select, format } => plan::run(&cli.global, &select, format),
-        Command::Run { select } => run::run(&cli.global, &select),
+        Command::Run { select, format } => run::run(&cli.global, &select, format),
         Command::Generate {
             events,
             seed,
@@ -54,4 +54,12 @@ fn load(global: &Global) -> Result<Pipeline, Error> {
         tracing::warn!("{w}");
     }
     Ok(pipeline)
+}
+
+/// The async runtime for commands that touch storage.
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))
 }

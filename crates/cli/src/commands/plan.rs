@@ -1,7 +1,9 @@
 //! `medallion plan`: the DAG in run order, and what a run of the selection would do.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use medallion_bronze::SourcePlan;
 use medallion_config::{Layer, Materialized, TableRef};
 use medallion_core::storage::redacted;
 use medallion_core::{Error, Pipeline};
@@ -12,14 +14,78 @@ use crate::cli::{Global, PlanFormat, Selection};
 pub fn run(global: &Global, select: &Selection, format: PlanFormat) -> Result<(), Error> {
     let pipeline = super::load(global)?;
     let tables = pipeline.select(select.layer, &select.tables)?;
+    let files = if format == PlanFormat::Dot {
+        Files::new()
+    } else {
+        landed_files(&pipeline, &tables)?
+    };
     let out = match format {
-        PlanFormat::Text => text(&pipeline, &tables),
-        PlanFormat::Json => serde_json::to_string_pretty(&as_json(&pipeline, &tables))
+        PlanFormat::Text => text(&pipeline, &tables, &files),
+        PlanFormat::Json => serde_json::to_string_pretty(&as_json(&pipeline, &tables, &files))
             .map_err(|e| Error::Other(e.to_string()))?,
         PlanFormat::Dot => dot(&pipeline, &tables),
     };
     println!("{out}");
     Ok(())
+}
+
+/// For each Bronze table, its source's landed files (or why they could not be listed).
+type Files = BTreeMap<TableRef, Result<SourcePlan, String>>;
+
+fn landed_files(pipeline: &Pipeline, tables: &[TableRef]) -> Result<Files, Error> {
+    let runtime = super::runtime()?;
+    Ok(runtime.block_on(async {
+        let mut out = Files::new();
+        for t in tables.iter().filter(|t| t.layer == Layer::Bronze) {
+            out.insert(
+                t.clone(),
+                medallion_bronze::plan(pipeline, t)
+                    .await
+                    .map_err(|e| e.to_string()),
+            );
+        }
+        out
+    }))
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// What a run would do, in words.
+fn would_do(files: &Files, table: &TableRef) -> Option<String> {
+    let plan = files.get(table)?;
+    Some(match plan {
+        Err(e) => format!("landing not readable: {e}"),
+        Ok(p) => {
+            let bytes: u64 = p.new.iter().map(|f| f.size).sum();
+            let mut s = format!(
+                "would ingest {} new file(s), {} ({} already ingested{})",
+                p.new.len(),
+                mb(bytes),
+                p.ingested,
+                if p.changed.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} changed since ingestion", p.changed.len())
+                }
+            );
+            for f in p.new.iter().take(10) {
+                let _ = write!(s, "\n        + {} ({})", f.relative, mb(f.size));
+            }
+            if p.new.len() > 10 {
+                let _ = write!(s, "\n        + … {} more", p.new.len() - 10);
+            }
+            for f in &p.changed {
+                let _ = write!(
+                    s,
+                    "\n        ! {} changed after ingestion (size or ETag)",
+                    f.relative
+                );
+            }
+            s
+        }
+    })
 }
 
 /// What feeds a table, in words: a landing folder or upstream tables.
@@ -105,7 +171,7 @@ fn kind(pipeline: &Pipeline, table: &TableRef) -> String {
     }
 }
 
-fn text(pipeline: &Pipeline, tables: &[TableRef]) -> String {
+fn text(pipeline: &Pipeline, tables: &[TableRef], files: &Files) -> String {
     let mut out = String::new();
     let l = &pipeline.locations;
     let _ = writeln!(out, "pipeline {}", pipeline.config.pipeline.value);
@@ -131,12 +197,15 @@ fn text(pipeline: &Pipeline, tables: &[TableRef]) -> String {
             inputs(pipeline, t).join(", "),
         );
         let _ = writeln!(out, "      {:<width$}     {}", "", kind(pipeline, t));
+        if let Some(plan) = would_do(files, t) {
+            let _ = writeln!(out, "      {:<width$}     {plan}", "");
+        }
     }
     out.truncate(out.trim_end().len());
     out
 }
 
-fn as_json(pipeline: &Pipeline, tables: &[TableRef]) -> serde_json::Value {
+fn as_json(pipeline: &Pipeline, tables: &[TableRef], files: &Files) -> serde_json::Value {
     json!({
         "pipeline": pipeline.config.pipeline.value.as_str(),
         "root": redacted(pipeline.locations.root()),
@@ -147,6 +216,10 @@ fn as_json(pipeline: &Pipeline, tables: &[TableRef]) -> serde_json::Value {
             "location": redacted(&pipeline.locations.table(t)),
             "inputs": inputs(pipeline, t),
             "kind": kind(pipeline, t),
+            "landing": files.get(t).map(|p| match p {
+                Ok(plan) => json!(plan),
+                Err(e) => json!({ "error": e }),
+            }),
         })).collect::<Vec<_>>(),
     })
 }

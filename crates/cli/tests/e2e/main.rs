@@ -1,6 +1,8 @@
 //! End-to-end tests of the `medallion` binary: one test binary, one module per area.
 
+mod bronze;
 mod configs;
+mod delta;
 mod generate;
 mod quickstart;
 mod shipped;

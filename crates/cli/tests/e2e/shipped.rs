@@ -125,14 +125,21 @@ fn schema_on_disk_is_current() {
 
 #[test]
 fn json_logs_are_json_lines() {
+    let tmp = tempfile::tempdir().unwrap();
     let out = medallion(&repo())
-        .args(["--log-format", "json", "run", "--layer", "bronze"])
+        .args(["--log-format", "json", "run", "--layer", "bronze", "--root"])
+        .arg(tmp.path().join("lake"))
+        .arg("--landing")
+        .arg(tmp.path().join("landing"))
         .output()
         .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let err = stderr(&out);
-    let first = err.lines().next().unwrap_or_default();
-    let line: serde_json::Value =
-        serde_json::from_str(first).unwrap_or_else(|e| panic!("{e}: {err}"));
-    assert_eq!(line["level"], "INFO");
-    assert_eq!(line["message"], "run selected");
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines[0]["level"], "INFO");
+    assert_eq!(lines[0]["message"], "run started");
+    assert!(lines.iter().all(|l| l["timestamp"].is_string()));
 }

@@ -1,0 +1,445 @@
+//! Reading one landed file into Bronze rows and quarantined records, streaming.
+//!
+//! Three stages run at once with bounded channels between them, so memory stays bounded
+//! whatever the file size: an async task fetches the object's bytes; a blocking thread
+//! decompresses, splits and parses them into Arrow batches; the async side encodes the
+//! batches into Parquet files (one set of files per landed file).
+
+use std::io::{self, BufRead};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::datafusion::object_store::ObjectStoreExt as _;
+use deltalake::kernel::Add;
+use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
+use deltalake::{DeltaTable, ObjectStore};
+use futures::StreamExt;
+use medallion_config::{CsvOptions, Format, Source};
+use medallion_core::{Error, Result};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::discover::LandingFile;
+use crate::lines::{ChannelReader, Line, LineReader, decompressed};
+use crate::rows::{QuarantineBuilder, RowsBuilder, Stamp};
+use crate::schema::BronzeSchema;
+
+/// Rows per Arrow batch handed to the Parquet writer.
+const BATCH_ROWS: usize = 64 * 1024;
+/// Input bytes per Arrow batch (whichever limit comes first).
+const BATCH_BYTES: usize = 32 * 1024 * 1024;
+/// Quarantined records per batch.
+const QUARANTINE_ROWS: usize = 4 * 1024;
+
+/// What reading one landed file found.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct FileReport {
+    /// Path relative to the landing prefix.
+    pub path: String,
+    /// Size in bytes as landed.
+    pub bytes: u64,
+    /// Whether the content was gzip.
+    pub gzip: bool,
+    /// Lines (NDJSON) or records (CSV) read.
+    pub lines: u64,
+    /// Rows written to Bronze.
+    pub rows: u64,
+    /// Records written to the quarantine table.
+    pub quarantined: u64,
+    /// Rows that kept a value in `_rescued`.
+    pub rescued: u64,
+    /// Uncompressed bytes read.
+    pub uncompressed_bytes: u64,
+    /// A problem that ended reading early (a truncated gzip stream, an I/O error): the
+    /// lines before it are ingested, the incomplete tail is quarantined.
+    pub error: Option<String>,
+}
+
+/// What the parser sends to the writer.
+enum Piece {
+    Rows(RecordBatch),
+    Quarantine(RecordBatch),
+    Done(Box<(FileReport, BronzeSchema)>),
+    Failed(String),
+}
+
+/// The result of ingesting one file, ready to commit.
+pub struct Ingested {
+    /// What was read.
+    pub report: FileReport,
+    /// The schema after this file (new columns inferred).
+    pub schema: BronzeSchema,
+    /// Parquet files for the Bronze table.
+    pub rows: Vec<Add>,
+    /// Parquet files for the quarantine table.
+    pub quarantine: Vec<Add>,
+}
+
+/// Reads `file` and writes its rows (when `write_rows`) and quarantined records (when
+/// `write_quarantine`) as Parquet files of the two tables; nothing is committed here.
+#[allow(clippy::too_many_arguments)]
+pub async fn ingest_file(
+    landing: Arc<dyn ObjectStore>,
+    file: &LandingFile,
+    source: &Source,
+    schema: BronzeSchema,
+    stamp: Stamp,
+    bronze: &DeltaTable,
+    quarantine: &DeltaTable,
+    write_quarantine: bool,
+) -> Result<Ingested> {
+    // Stage 1: fetch.
+    let (bytes_tx, bytes_rx) = mpsc::channel::<io::Result<Bytes>>(16);
+    let location = file.location.clone();
+    let fetch = tokio::spawn(async move {
+        let stream = match landing.get(&location).await {
+            Ok(result) => result.into_stream(),
+            Err(e) => {
+                let _ = bytes_tx.send(Err(io::Error::other(e))).await;
+                return;
+            }
+        };
+        futures::pin_mut!(stream);
+        while let Some(chunk) = stream.next().await {
+            let failed = chunk.is_err();
+            if bytes_tx
+                .send(chunk.map_err(io::Error::other))
+                .await
+                .is_err()
+                || failed
+            {
+                return;
+            }
+        }
+    });
+
+    // Stage 2: parse.
+    let (piece_tx, mut piece_rx) = mpsc::channel::<Piece>(4);
+    let relative = file.relative.clone();
+    let size = file.size;
+    let format = source.format.value;
+    let csv = source.csv.clone();
+    let max_line = usize::try_from(source.max_line_bytes).unwrap_or(usize::MAX);
+    let infer = source.infer_undeclared;
+    let parse = tokio::task::spawn_blocking(move || {
+        let reader = ChannelReader::new(bytes_rx);
+        let mut rows = RowsBuilder::new(schema, infer, stamp.clone());
+        rows.set_file(&relative);
+        let mut q = QuarantineBuilder::new(stamp);
+        let mut report = FileReport {
+            path: relative.clone(),
+            bytes: size,
+            ..FileReport::default()
+        };
+        let outcome = match decompressed(reader) {
+            Ok((input, gzip)) => {
+                report.gzip = gzip;
+                let mut out = Out {
+                    tx: &piece_tx,
+                    rows: &mut rows,
+                    q: &mut q,
+                    report: &mut report,
+                    file: &relative,
+                };
+                match format {
+                    Format::Csv => read_csv(input, &csv, &mut out),
+                    _ => read_ndjson(input, max_line, &mut out),
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let flushed = match outcome {
+            Ok(()) => flush(&piece_tx, &mut rows, &mut q, true),
+            Err(e) => Err(e),
+        };
+        match flushed {
+            Ok(()) => {
+                report.rescued = rows.rescued_rows();
+                let schema = rows.schema().clone();
+                let _ = piece_tx.blocking_send(Piece::Done(Box::new((report, schema))));
+            }
+            Err(e) => {
+                let _ = piece_tx.blocking_send(Piece::Failed(e));
+            }
+        }
+    });
+
+    // Stage 3: encode and upload.
+    let mut rows_writer: Option<RecordBatchWriter> = None;
+    let mut q_writer: Option<RecordBatchWriter> = None;
+    let mut done = None;
+    while let Some(piece) = piece_rx.recv().await {
+        match piece {
+            Piece::Rows(batch) => {
+                let w = match rows_writer.as_mut() {
+                    Some(w) => w,
+                    None => rows_writer.insert(writer_for(bronze)?),
+                };
+                w.write_with_mode(batch, WriteMode::MergeSchema)
+                    .await
+                    .map_err(|e| {
+                        Error::Storage(format!("writing Bronze rows of `{}`: {e}", file.relative))
+                    })?;
+            }
+            Piece::Quarantine(batch) => {
+                if write_quarantine {
+                    let w = match q_writer.as_mut() {
+                        Some(w) => w,
+                        None => q_writer.insert(writer_for(quarantine)?),
+                    };
+                    w.write(batch).await.map_err(|e| {
+                        Error::Storage(format!("writing quarantine of `{}`: {e}", file.relative))
+                    })?;
+                }
+            }
+            Piece::Done(result) => done = Some(*result),
+            Piece::Failed(e) => {
+                return Err(Error::Other(format!("reading `{}`: {e}", file.relative)));
+            }
+        }
+    }
+    let _ = fetch.await;
+    parse
+        .await
+        .map_err(|e| Error::Other(format!("reading `{}` stopped: {e}", file.relative)))?;
+    let Some((report, schema)) = done else {
+        return Err(Error::Other(format!(
+            "reading `{}` stopped before its end",
+            file.relative
+        )));
+    };
+    let rows = match rows_writer.as_mut() {
+        Some(w) => w.flush().await.map_err(|e| Error::Storage(e.to_string()))?,
+        None => Vec::new(),
+    };
+    let quarantine = match q_writer.as_mut() {
+        Some(w) => w.flush().await.map_err(|e| Error::Storage(e.to_string()))?,
+        None => Vec::new(),
+    };
+    Ok(Ingested {
+        report,
+        schema,
+        rows,
+        quarantine,
+    })
+}
+
+fn writer_for(table: &DeltaTable) -> Result<RecordBatchWriter> {
+    RecordBatchWriter::for_table(table).map_err(|e| Error::Storage(e.to_string()))
+}
+
+/// Where the parser puts what it reads.
+struct Out<'a> {
+    tx: &'a mpsc::Sender<Piece>,
+    rows: &'a mut RowsBuilder,
+    q: &'a mut QuarantineBuilder,
+    report: &'a mut FileReport,
+    file: &'a str,
+}
+
+impl Out<'_> {
+    fn quarantine(&mut self, line: i64, raw: &[u8], error: &str) {
+        self.q.add(self.file, line, raw, error);
+        self.report.quarantined += 1;
+    }
+
+    fn maybe_flush(&mut self) -> Result<(), String> {
+        if self.rows.len() >= BATCH_ROWS
+            || self.rows.buffered_bytes() >= BATCH_BYTES
+            || self.q.len() >= QUARANTINE_ROWS
+        {
+            flush(self.tx, self.rows, self.q, false)?;
+        }
+        Ok(())
+    }
+}
+
+fn flush(
+    tx: &mpsc::Sender<Piece>,
+    rows: &mut RowsBuilder,
+    q: &mut QuarantineBuilder,
+    all: bool,
+) -> Result<(), String> {
+    let gone = || "the writer stopped".to_string();
+    if !rows.is_empty() && (all || rows.len() >= BATCH_ROWS || rows.buffered_bytes() >= BATCH_BYTES)
+    {
+        let batch = rows.finish().map_err(|e| e.to_string())?;
+        tx.blocking_send(Piece::Rows(batch)).map_err(|_| gone())?;
+    }
+    if !q.is_empty() && (all || q.len() >= QUARANTINE_ROWS) {
+        let batch = q.finish().map_err(|e| e.to_string())?;
+        tx.blocking_send(Piece::Quarantine(batch))
+            .map_err(|_| gone())?;
+    }
+    Ok(())
+}
+
+/// NDJSON: one JSON object per line; anything else is quarantined.
+fn read_ndjson(
+    input: Box<dyn BufRead + Send>,
+    max_line: usize,
+    out: &mut Out<'_>,
+) -> Result<(), String> {
+    let mut lines = LineReader::new(input, max_line);
+    let mut line_no: i64 = 0;
+    loop {
+        match lines.next_line() {
+            Ok(None) => return Ok(()),
+            Ok(Some(Line::Complete(bytes))) => {
+                line_no += 1;
+                out.report.lines += 1;
+                out.report.uncompressed_bytes += bytes.len() as u64 + 1;
+                match out.rows.add_json_line(bytes, line_no) {
+                    Ok(()) => out.report.rows += 1,
+                    Err(e) => out.quarantine(line_no, bytes, &e.to_string()),
+                }
+            }
+            Ok(Some(Line::TooLong(prefix, len))) => {
+                line_no += 1;
+                out.report.lines += 1;
+                out.report.uncompressed_bytes += len as u64 + 1;
+                out.quarantine(
+                    line_no,
+                    prefix,
+                    &format!("line of {len} bytes is longer than max_line_bytes ({max_line}); its first {max_line} bytes are kept"),
+                );
+            }
+            Err(e) => {
+                let (tail, tail_line) = lines.partial();
+                let message = read_error(&e);
+                if !tail.is_empty() {
+                    let tail = tail.to_vec();
+                    out.report.lines += 1;
+                    out.quarantine(
+                        tail_line,
+                        &tail,
+                        &format!("incomplete last line: {message}"),
+                    );
+                }
+                out.report.error = Some(message);
+                return Ok(());
+            }
+        }
+        out.maybe_flush()?;
+    }
+}
+
+fn read_error(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => format!("the compressed stream is truncated ({e})"),
+        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => {
+            format!("the compressed stream is corrupt ({e})")
+        }
+        _ => format!("read failed: {e}"),
+    }
+}
+
+/// CSV with a header line; records that cannot be read are quarantined.
+fn read_csv(
+    input: Box<dyn BufRead + Send>,
+    options: &CsvOptions,
+    out: &mut Out<'_>,
+) -> Result<(), String> {
+    let delimiter = u8::try_from(options.delimiter)
+        .map_err(|_| "the CSV delimiter must be one ASCII character".to_string())?;
+    let quote = u8::try_from(options.quote)
+        .map_err(|_| "the CSV quote must be one ASCII character".to_string())?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .quote(quote)
+        .from_reader(input);
+    let mut header: Option<Vec<String>> = None;
+    let mut record = csv::ByteRecord::new();
+    loop {
+        let line_no = i64::try_from(reader.position().line()).unwrap_or(i64::MAX);
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => return Ok(()),
+            Ok(true) => {}
+            Err(e) => {
+                let message = match e.kind() {
+                    csv::ErrorKind::Io(io) => read_error(io),
+                    _ => e.to_string(),
+                };
+                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                    out.report.error = Some(message);
+                    return Ok(());
+                }
+                out.report.lines += 1;
+                out.quarantine(line_no, &[], &format!("unreadable CSV record: {message}"));
+                continue;
+            }
+        }
+        let start_line = record
+            .position()
+            .map_or(line_no, |p| i64::try_from(p.line()).unwrap_or(i64::MAX));
+        let raw_len = record.as_slice().len() + record.len();
+        out.report.uncompressed_bytes += raw_len as u64;
+        let Some(names) = header.as_ref() else {
+            if options.header {
+                header = Some(
+                    record
+                        .iter()
+                        .map(|f| String::from_utf8_lossy(f).trim().to_string())
+                        .collect(),
+                );
+                continue;
+            }
+            header = Some((1..=record.len()).map(|i| format!("column_{i}")).collect());
+            continue;
+        };
+        out.report.lines += 1;
+        if record.len() != names.len() {
+            let raw = reencode(&record, delimiter);
+            out.quarantine(
+                start_line,
+                &raw,
+                &format!(
+                    "CSV record has {} fields, the header has {}",
+                    record.len(),
+                    names.len()
+                ),
+            );
+            out.maybe_flush()?;
+            continue;
+        }
+        let mut fields: Vec<(&str, Option<&str>)> = Vec::with_capacity(names.len());
+        let mut bad = None;
+        for (i, (name, value)) in names.iter().zip(record.iter()).enumerate() {
+            match std::str::from_utf8(value) {
+                Ok(text) if options.null_values.iter().any(|n| n == text) => {
+                    fields.push((name, None))
+                }
+                Ok(text) => fields.push((name, Some(text))),
+                Err(_) => {
+                    bad = Some(format!("field {} (`{name}`) is not valid UTF-8", i + 1));
+                    break;
+                }
+            }
+        }
+        if let Some(error) = bad {
+            let raw = reencode(&record, delimiter);
+            out.quarantine(start_line, &raw, &error);
+        } else {
+            out.rows.add_text_record(&fields, start_line, raw_len);
+            out.report.rows += 1;
+        }
+        out.maybe_flush()?;
+    }
+}
+
+/// A record's bytes as CSV again (the closest thing to its raw line that a streaming CSV
+/// reader keeps).
+fn reencode(record: &csv::ByteRecord, delimiter: u8) -> Vec<u8> {
+    let mut w = csv::WriterBuilder::new()
+        .delimiter(delimiter)
+        .from_writer(Vec::new());
+    let _ = w.write_byte_record(record);
+    let mut bytes = w.into_inner().unwrap_or_default();
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    bytes
+}

@@ -1,0 +1,229 @@
+//! Bronze end to end on the local filesystem: generated landing data, exactly-once
+//! ingestion, accounting, drift columns, quarantine, re-runs.
+
+use std::path::Path;
+
+use crate::delta::{rows, scalar};
+use crate::{medallion, repo, stderr, stdout};
+
+fn run_bronze(root: &Path, landing: &Path) -> serde_json::Value {
+    let out = medallion(&repo())
+        .args(["run", "--layer", "bronze", "--format", "json", "--root"])
+        .arg(root)
+        .arg("--landing")
+        .arg(landing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+/// Every JSON object line of the files under `dir`, read independently of the engine.
+fn raw_objects(dir: &Path) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            let text = if bytes.starts_with(&[0x1f, 0x8b]) {
+                let mut s = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut flate2::read::MultiGzDecoder::new(&bytes[..]),
+                    &mut s,
+                )
+                .unwrap();
+                s
+            } else {
+                bytes
+            };
+            for line in text.split(|&b| b == b'\n') {
+                if let Ok(serde_json::Value::Object(o)) = serde_json::from_slice(line) {
+                    out.push(o);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn table<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["bronze"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == name)
+        .unwrap()
+}
+
+#[test]
+fn generated_data_lands_exactly_once_with_every_line_accounted_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let landing = tmp.path().join("landing");
+    let root = tmp.path().join("lake");
+    let generation = medallion(tmp.path())
+        .args([
+            "generate",
+            "--events",
+            "20000",
+            "--events-per-file",
+            "5000",
+            "--seed",
+            "11",
+            "--out",
+        ])
+        .arg(&landing)
+        .output()
+        .unwrap();
+    assert_eq!(generation.status.code(), Some(0), "{}", stderr(&generation));
+    let generated: serde_json::Value = serde_json::from_str(&stdout(&generation)).unwrap();
+
+    let first = run_bronze(&root, &landing);
+    let events = table(&first, "bronze.events");
+    assert_eq!(events["files"].as_array().unwrap().len(), 4);
+    assert_eq!(events["lines"], 20000);
+    let rows_written = events["rows"].as_i64().unwrap();
+    let quarantined = events["quarantined"].as_i64().unwrap();
+    assert_eq!(
+        rows_written + quarantined,
+        20000,
+        "every line is a row or quarantined"
+    );
+    assert_eq!(
+        quarantined,
+        generated["malformed_lines"].as_i64().unwrap(),
+        "exactly the malformed lines"
+    );
+    for file in events["files"].as_array().unwrap() {
+        assert_eq!(
+            file["rows"].as_i64().unwrap() + file["quarantined"].as_i64().unwrap(),
+            file["lines"].as_i64().unwrap()
+        );
+    }
+    assert_eq!(
+        events["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["gzip"] == true)
+            .count() as i64,
+        generated["gzip_files"].as_i64().unwrap()
+    );
+
+    // The tables hold what the report says.
+    let bronze_events = root.join("bronze/events");
+    assert_eq!(
+        scalar(&bronze_events, "SELECT count(*) FROM t"),
+        rows_written
+    );
+    let q = root.join("bronze/_quarantine/events");
+    assert_eq!(scalar(&q, "SELECT count(*) FROM t"), quarantined);
+    assert_eq!(
+        scalar(
+            &bronze_events,
+            "SELECT count(DISTINCT _source_file || ':' || CAST(_source_line AS VARCHAR)) FROM t"
+        ),
+        rows_written,
+        "(file, line) identifies a row"
+    );
+    // Drift: fields of the later files became columns.
+    let new_columns: Vec<&str> = events["new_columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    for drift in ["device", "consent", "app_version"] {
+        assert!(
+            new_columns.contains(&drift),
+            "{drift} not in {new_columns:?}"
+        );
+    }
+    // String revenues are kept in _rescued, not dropped: as many as the raw files hold.
+    let string_revenues = raw_objects(&landing.join("events"))
+        .iter()
+        .filter(|o| o.get("revenue").is_some_and(serde_json::Value::is_string))
+        .count() as i64;
+    assert!(string_revenues > 0);
+    assert_eq!(
+        scalar(
+            &bronze_events,
+            "SELECT count(*) FROM t WHERE _rescued LIKE '%\"revenue\":\"%'"
+        ),
+        string_revenues
+    );
+
+    let ad_spend = table(&first, "bronze.ad_spend");
+    assert_eq!(ad_spend["quarantined"], 0);
+    assert_eq!(ad_spend["rows"], generated["ad_spend_rows"]);
+    assert_eq!(
+        table(&first, "bronze.campaigns")["rows"],
+        generated["campaigns"]
+    );
+    assert_eq!(table(&first, "bronze.fx_rates")["rows"], 4);
+
+    // A second run finds everything ingested.
+    let second = run_bronze(&root, &landing);
+    for t in second["bronze"].as_array().unwrap() {
+        assert_eq!(t["rows"], 0, "{t}");
+        assert_eq!(t["files"].as_array().unwrap().len(), 0);
+    }
+    assert_eq!(table(&second, "bronze.events")["already_ingested"], 4);
+    assert_eq!(
+        scalar(&bronze_events, "SELECT count(*) FROM t"),
+        rows_written
+    );
+}
+
+#[test]
+fn bad_input_is_quarantined_with_file_line_and_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let landing = tmp.path().join("landing");
+    let root = tmp.path().join("lake");
+    std::fs::create_dir_all(landing.join("events")).unwrap();
+    std::fs::write(landing.join("events/empty.ndjson"), b"").unwrap();
+    std::fs::write(
+        landing.join("events/dirty.ndjson"),
+        b"{\"event_id\": \"a\", \"revenue\": \"12.50\"}\r\n[1,2]\n\n{\"event_id\": 7, \"x\"\n{\"event_id\": \"\xff\"}\n{\"event_id\": \"b\", \"revenue\": 3}",
+    )
+    .unwrap();
+    let report = run_bronze(&root, &landing);
+    let events = table(&report, "bronze.events");
+    assert_eq!(events["lines"], 6);
+    assert_eq!(events["rows"], 2);
+    assert_eq!(events["quarantined"], 4);
+    assert_eq!(
+        rows(
+            &root.join("bronze/_quarantine/events"),
+            "SELECT _source_file, _source_line, _error FROM t ORDER BY _source_line"
+        ),
+        [
+            "+---------------------+--------------+---------------------------------------------------------------------------+",
+            "| _source_file        | _source_line | _error                                                                    |",
+            "+---------------------+--------------+---------------------------------------------------------------------------+",
+            "| events/dirty.ndjson | 2            | not a JSON object: the line is a JSON array (at byte 0)                   |",
+            "| events/dirty.ndjson | 3            | empty line, not a JSON object (at byte 0)                                 |",
+            "| events/dirty.ndjson | 4            | invalid JSON: the line ends early (truncated?), expected `:` (at byte 19) |",
+            "| events/dirty.ndjson | 5            | invalid UTF-8 (at byte 14)                                                |",
+            "+---------------------+--------------+---------------------------------------------------------------------------+",
+        ]
+    );
+    assert_eq!(
+        rows(
+            &root.join("bronze/events"),
+            "SELECT event_id, revenue, _rescued, _source_line FROM t ORDER BY _source_line"
+        ),
+        [
+            "+----------+---------+---------------------+--------------+",
+            "| event_id | revenue | _rescued            | _source_line |",
+            "+----------+---------+---------------------+--------------+",
+            "| a        |         | {\"revenue\":\"12.50\"} | 1            |",
+            "| b        | 3.0     |                     | 6            |",
+            "+----------+---------+---------------------+--------------+",
+        ]
+    );
+}

@@ -1,0 +1,145 @@
+//! Opening, creating and committing to Delta tables: plain Delta that every reader opens
+//! (no deletion vectors, no column mapping), with the configured checkpoint and retention
+//! settings, and commits that carry the run's identity.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deltalake::arrow::datatypes::Schema as ArrowSchema;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, StructType, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::{DeltaTable, DeltaTableError};
+use medallion_config::Storage;
+use serde_json::Value;
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::storage::redacted;
+
+/// Delta table properties from the storage settings.
+pub fn table_properties(storage: &Storage) -> HashMap<String, Option<String>> {
+    HashMap::from([
+        (
+            "delta.checkpointInterval".to_string(),
+            Some(storage.checkpoint_interval.to_string()),
+        ),
+        (
+            "delta.logRetentionDuration".to_string(),
+            Some(format!("interval {} days", storage.log_retention_days)),
+        ),
+        (
+            "delta.deletedFileRetentionDuration".to_string(),
+            Some(format!(
+                "interval {} days",
+                storage.deleted_file_retention_days
+            )),
+        ),
+    ])
+}
+
+/// A storage error with the table it concerns.
+pub fn storage_error(url: &Url, e: impl std::fmt::Display) -> Error {
+    Error::Storage(format!("{}: {e}", redacted(url)))
+}
+
+/// Opens the table at `url`, creating it with `schema` when it does not exist yet. A
+/// concurrent creator winning the race is fine: the table is then loaded.
+pub async fn open_or_create(
+    url: &Url,
+    schema: &ArrowSchema,
+    partition_by: &[String],
+    properties: &HashMap<String, Option<String>>,
+    name: &str,
+) -> Result<DeltaTable> {
+    if url.scheme() == "file"
+        && let Ok(dir) = url.to_file_path()
+    {
+        std::fs::create_dir_all(&dir).map_err(|e| storage_error(url, e))?;
+    }
+    let table = DeltaTable::try_from_url(url.clone())
+        .await
+        .map_err(|e| storage_error(url, e))?;
+    if table.version().is_some() {
+        return Ok(table);
+    }
+    let kernel: StructType = schema
+        .try_into_kernel()
+        .map_err(|e| Error::Other(format!("schema of {name}: {e}")))?;
+    let created = table
+        .create()
+        .with_table_name(name)
+        .with_columns(kernel.fields().cloned())
+        .with_partition_columns(partition_by.to_vec())
+        .with_configuration(properties.clone())
+        .with_save_mode(SaveMode::Ignore)
+        .await;
+    match created {
+        Ok(table) => Ok(table),
+        Err(first) => {
+            // Another job may have created it between our check and our commit.
+            let mut table = DeltaTable::try_from_url(url.clone())
+                .await
+                .map_err(|e| storage_error(url, e))?;
+            match table.load().await {
+                Ok(()) if table.version().is_some() => Ok(table),
+                _ => Err(storage_error(url, first)),
+            }
+        }
+    }
+}
+
+/// Opens the table at `url` if it exists.
+pub async fn open_existing(url: &Url) -> Result<Option<DeltaTable>> {
+    if url.scheme() == "file"
+        && url
+            .to_file_path()
+            .is_ok_and(|p| !p.join("_delta_log").exists())
+    {
+        return Ok(None);
+    }
+    let table = DeltaTable::try_from_url(url.clone())
+        .await
+        .map_err(|e| storage_error(url, e))?;
+    Ok(table.version().is_some().then_some(table))
+}
+
+/// The version of application transaction `app_id` in the table, if any.
+pub async fn transaction_version(table: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
+    let snapshot = table.snapshot().map_err(|e| Error::Other(e.to_string()))?;
+    snapshot
+        .transaction_version(table.log_store().as_ref(), app_id)
+        .await
+        .map_err(|e| storage_error(table.table_url(), e))
+}
+
+/// Commits `actions` with application transactions and commit-info metadata; returns the
+/// new version. Conflicts are retried by deltalake up to `retries` times.
+pub async fn commit(
+    table: &DeltaTable,
+    actions: Vec<Action>,
+    transactions: Vec<Transaction>,
+    metadata: HashMap<String, Value>,
+    operation: DeltaOperation,
+    retries: usize,
+) -> std::result::Result<u64, DeltaTableError> {
+    let properties = CommitProperties::default()
+        .with_application_transactions(transactions)
+        .with_metadata(metadata)
+        .with_max_retries(retries);
+    let snapshot = table.snapshot()?;
+    let finalized = CommitBuilder::from(properties)
+        .with_actions(actions)
+        .build(Some(snapshot), table.log_store(), operation)
+        .await?;
+    Ok(finalized.version())
+}
+
+/// An Arrow schema as the kernel's, for metadata actions.
+pub fn kernel_schema(schema: &Arc<ArrowSchema>) -> Result<StructType> {
+    schema
+        .as_ref()
+        .try_into_kernel()
+        .map_err(|e| Error::Other(format!("schema: {e}")))
+}
