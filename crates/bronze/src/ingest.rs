@@ -29,6 +29,10 @@ use crate::schema::BronzeSchema;
 const BATCH_ROWS: usize = 64 * 1024;
 /// Input bytes per Arrow batch (whichever limit comes first).
 const BATCH_BYTES: usize = 32 * 1024 * 1024;
+/// Bytes per ranged read of a landed file.
+const FETCH_BYTES: u64 = 8 * 1024 * 1024;
+/// Ranged reads in flight per file.
+const FETCH_AHEAD: usize = 3;
 /// Quarantined records per batch.
 const QUARANTINE_ROWS: usize = 4 * 1024;
 
@@ -90,18 +94,23 @@ pub async fn ingest_file(
     write_quarantine: bool,
 ) -> Result<Ingested> {
     // Stage 1: fetch.
-    let (bytes_tx, bytes_rx) = mpsc::channel::<io::Result<Bytes>>(16);
+    let (bytes_tx, bytes_rx) = mpsc::channel::<io::Result<Bytes>>(2);
     let location = file.location.clone();
+    let size = file.size;
     let fetch = tokio::spawn(async move {
-        let stream = match landing.get(&location).await {
-            Ok(result) => result.into_stream(),
-            Err(e) => {
-                let _ = bytes_tx.send(Err(io::Error::other(e))).await;
-                return;
-            }
-        };
-        futures::pin_mut!(stream);
-        while let Some(chunk) = stream.next().await {
+        // Ranged reads of a few MiB, a few in flight: few hand-offs to the parser, and
+        // on object stores the next ranges download while the current one is parsed.
+        let ranges = (0..size)
+            .step_by(FETCH_BYTES as usize)
+            .map(|start| start..(start + FETCH_BYTES).min(size));
+        let mut chunks = futures::stream::iter(ranges)
+            .map(|range| {
+                let landing = landing.clone();
+                let location = location.clone();
+                async move { landing.get_range(&location, range).await }
+            })
+            .buffered(FETCH_AHEAD);
+        while let Some(chunk) = chunks.next().await {
             let failed = chunk.is_err();
             if bytes_tx
                 .send(chunk.map_err(io::Error::other))
@@ -117,7 +126,6 @@ pub async fn ingest_file(
     // Stage 2: parse.
     let (piece_tx, mut piece_rx) = mpsc::channel::<Piece>(4);
     let relative = file.relative.clone();
-    let size = file.size;
     let format = source.format.value;
     let csv = source.csv.clone();
     let max_line = usize::try_from(source.max_line_bytes).unwrap_or(usize::MAX);
@@ -144,7 +152,12 @@ pub async fn ingest_file(
                 };
                 match format {
                     Format::Csv => read_csv(input, &csv, &mut out),
-                    _ => read_ndjson(input, max_line, &mut out),
+                    Format::Ndjson => read_ndjson(input, max_line, &mut out),
+                    Format::JsonArray => read_json_array(input, max_line, &mut out),
+                    Format::Parquet => Err(
+                        "Parquet sources are not supported by this version of the engine"
+                            .to_string(),
+                    ),
                 }
             }
             Err(e) => Err(e.to_string()),
@@ -323,6 +336,143 @@ fn read_ndjson(
         }
         out.maybe_flush()?;
     }
+}
+
+/// A JSON array of objects: each element is a record, numbered from 1. Elements are
+/// split while streaming (strings and nesting tracked), so the file is never held whole.
+fn read_json_array(
+    mut input: Box<dyn BufRead + Send>,
+    max: usize,
+    out: &mut Out<'_>,
+) -> Result<(), String> {
+    #[derive(PartialEq)]
+    enum State {
+        Start,
+        BeforeElement,
+        InElement,
+        Done,
+    }
+    let mut state = State::Start;
+    let mut element: Vec<u8> = Vec::new();
+    let mut element_len = 0usize;
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let mut index: i64 = 0;
+    let emit = |element: &mut Vec<u8>,
+                element_len: &mut usize,
+                index: &mut i64,
+                out: &mut Out<'_>| {
+        *index += 1;
+        while element.last().is_some_and(u8::is_ascii_whitespace) {
+            element.pop();
+        }
+        out.report.lines += 1;
+        out.report.uncompressed_bytes += *element_len as u64;
+        if *element_len > max {
+            out.quarantine(*index, element, &format!("array element of {element_len} bytes is longer than max_line_bytes ({max}); its first {max} bytes are kept"));
+        } else {
+            match out.rows.add_json_line(element, *index) {
+                Ok(()) => out.report.rows += 1,
+                Err(e) => out.quarantine(*index, element, &e.to_string()),
+            }
+        }
+        element.clear();
+        *element_len = 0;
+    };
+    loop {
+        let chunk = match input.fill_buf() {
+            Ok(c) => c,
+            Err(e) => {
+                let message = read_error(&e);
+                if !element.is_empty() {
+                    out.report.lines += 1;
+                    out.quarantine(
+                        index + 1,
+                        &element,
+                        &format!("incomplete last element: {message}"),
+                    );
+                }
+                out.report.error = Some(message);
+                return Ok(());
+            }
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        let n = chunk.len();
+        let chunk = chunk.to_vec();
+        input.consume(n);
+        for &b in &chunk {
+            match state {
+                State::Start | State::Done if b.is_ascii_whitespace() => {}
+                State::Start if b == b'[' => state = State::BeforeElement,
+                State::Start | State::Done => {
+                    let what = if state == State::Start {
+                        "does not start with `[`"
+                    } else {
+                        "has data after the closing `]`"
+                    };
+                    out.report.lines += 1;
+                    out.quarantine(
+                        index + 1,
+                        &chunk[..chunk.len().min(max)],
+                        &format!("not a JSON array: the file {what}"),
+                    );
+                    out.report.error = Some(format!("not a JSON array: the file {what}"));
+                    return Ok(());
+                }
+                State::BeforeElement if b.is_ascii_whitespace() => {}
+                State::BeforeElement if b == b']' => state = State::Done,
+                State::BeforeElement | State::InElement => {
+                    state = State::InElement;
+                    if in_string {
+                        if escaped {
+                            escaped = false;
+                        } else if b == b'\\' {
+                            escaped = true;
+                        } else if b == b'"' {
+                            in_string = false;
+                        }
+                    } else {
+                        match b {
+                            b'"' => in_string = true,
+                            b'{' | b'[' => depth += 1,
+                            b'}' | b']' if depth > 0 => depth -= 1,
+                            b']' => {
+                                emit(&mut element, &mut element_len, &mut index, out);
+                                state = State::Done;
+                                continue;
+                            }
+                            b',' if depth == 0 => {
+                                emit(&mut element, &mut element_len, &mut index, out);
+                                state = State::BeforeElement;
+                                continue;
+                            }
+                            _ => {}
+                        }
+                    }
+                    element_len += 1;
+                    if element.len() < max {
+                        element.push(b);
+                    }
+                }
+            }
+        }
+        out.maybe_flush()?;
+    }
+    // An empty file holds no records; anything else must close its array.
+    if state != State::Done && state != State::Start {
+        let message = "the file ends before the array is closed (truncated?)".to_string();
+        if !element.is_empty() {
+            out.report.lines += 1;
+            out.quarantine(
+                index + 1,
+                &element,
+                &format!("incomplete last element: {message}"),
+            );
+        }
+        out.report.error = Some(message);
+    }
+    Ok(())
 }
 
 fn read_error(e: &io::Error) -> String {

@@ -227,3 +227,212 @@ fn bad_input_is_quarantined_with_file_line_and_error() {
         ]
     );
 }
+
+const FIXTURE_CONFIG: &str = r#"
+version: 1
+pipeline: fixtures
+sources:
+  lines:
+    format: ndjson
+    columns: { id: string, n: long }
+  records:
+    format: csv
+    columns: { id: string, amount: double }
+  elements:
+    format: json_array
+    columns: { id: string }
+bronze:
+  lines: {}
+  records: {}
+  elements: {}
+"#;
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+#[test]
+fn every_bad_input_case_lands_or_is_quarantined_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let landing = tmp.path().join("landing");
+    let root = tmp.path().join("lake");
+    std::fs::write(tmp.path().join("layers.yaml"), FIXTURE_CONFIG).unwrap();
+    for dir in ["lines", "records", "elements"] {
+        std::fs::create_dir_all(landing.join(dir)).unwrap();
+    }
+    // NDJSON: an empty file, a 10 MB line, a truncated gzip (two complete lines and a tail),
+    // a gzip file without a .gz name.
+    std::fs::write(landing.join("lines/a_empty.ndjson"), b"").unwrap();
+    let big = format!(
+        "{{\"id\": \"big\", \"pad\": \"{}\"}}\n",
+        "x".repeat(10 << 20)
+    );
+    std::fs::write(landing.join("lines/b_big.ndjson"), big.as_bytes()).unwrap();
+    let full = gzip(
+        b"{\"id\": \"g1\", \"n\": 1}\n{\"id\": \"g2\", \"n\": 2}\n{\"id\": \"g3\", \"n\": 3}\n",
+    );
+    std::fs::write(
+        landing.join("lines/c_truncated.ndjson.gz"),
+        &full[..full.len() - 12],
+    )
+    .unwrap();
+    std::fs::write(
+        landing.join("lines/d_gzip_no_suffix"),
+        gzip(b"{\"id\": \"z\", \"n\": \"7\"}\n"),
+    )
+    .unwrap();
+    // CSV: a ragged record, a quoted field with a comma and a newline, a value that does not fit.
+    std::fs::write(
+        landing.join("records/r.csv"),
+        b"id,amount\nr1,1.5\nr2,2.5,extra\n\"r,3\",\"3\"\nr4,lots\n\"r\n5\",5\n",
+    )
+    .unwrap();
+    // JSON array: objects, a scalar element, nested brackets in strings, and a truncated end.
+    std::fs::write(
+        landing.join("elements/e.json"),
+        b"[ {\"id\": \"e1\"}, 42, {\"id\": \"e]3\", \"x\": [1, {\"y\": \"}\"}]}, {\"id\": \"e4\"",
+    )
+    .unwrap();
+
+    let out = medallion(tmp.path())
+        .args(["run", "--layer", "bronze", "--format", "json", "--root"])
+        .arg(&root)
+        .arg("--landing")
+        .arg(&landing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+
+    let lines = table(&report, "bronze.lines");
+    let files: Vec<(String, i64, i64, i64)> = lines["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["lines"].as_i64().unwrap(),
+                f["rows"].as_i64().unwrap(),
+                f["quarantined"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        files,
+        [
+            ("lines/a_empty.ndjson".to_string(), 0, 0, 0),
+            ("lines/b_big.ndjson".to_string(), 1, 1, 0),
+            ("lines/c_truncated.ndjson.gz".to_string(), 3, 2, 1),
+            ("lines/d_gzip_no_suffix".to_string(), 1, 1, 0),
+        ]
+    );
+    let truncated = &lines["files"][2];
+    assert!(
+        truncated["error"].as_str().unwrap().contains("truncated"),
+        "{truncated}"
+    );
+    assert_eq!(
+        rows(
+            &root.join("bronze/lines"),
+            "SELECT id, n, _rescued, _source_file, _source_line FROM t WHERE id <> 'big' ORDER BY id"
+        ),
+        [
+            "+----+---+-----------+-----------------------------+--------------+",
+            "| id | n | _rescued  | _source_file                | _source_line |",
+            "+----+---+-----------+-----------------------------+--------------+",
+            "| g1 | 1 |           | lines/c_truncated.ndjson.gz | 1            |",
+            "| g2 | 2 |           | lines/c_truncated.ndjson.gz | 2            |",
+            "| z  |   | {\"n\":\"7\"} | lines/d_gzip_no_suffix      | 1            |",
+            "+----+---+-----------+-----------------------------+--------------+",
+        ]
+    );
+    assert_eq!(
+        scalar(
+            &root.join("bronze/lines"),
+            "SELECT length(pad) FROM t WHERE id = 'big'"
+        ),
+        10 << 20
+    );
+    let q = rows(
+        &root.join("bronze/_quarantine/lines"),
+        "SELECT _source_file, _source_line, _error FROM t",
+    );
+    assert_eq!(q.len(), 5, "{q:#?}");
+    assert!(
+        q[3].contains("| lines/c_truncated.ndjson.gz | 3 ")
+            && q[3].contains("incomplete last line: the compressed stream is truncated"),
+        "{q:#?}"
+    );
+
+    assert_eq!(
+        rows(
+            &root.join("bronze/records"),
+            "SELECT id, amount, _rescued, _source_line FROM t ORDER BY _source_line"
+        ),
+        [
+            "+-----+--------+-------------------+--------------+",
+            "| id  | amount | _rescued          | _source_line |",
+            "+-----+--------+-------------------+--------------+",
+            "| r1  | 1.5    |                   | 2            |",
+            "| r,3 | 3.0    |                   | 4            |",
+            "| r4  |        | {\"amount\":\"lots\"} | 5            |",
+            "| r   | 5.0    |                   | 6            |",
+            "| 5   |        |                   |              |",
+            "+-----+--------+-------------------+--------------+",
+        ]
+    );
+    assert_eq!(
+        rows(
+            &root.join("bronze/_quarantine/records"),
+            "SELECT _source_line, CAST(_raw AS VARCHAR) AS raw, _error FROM t"
+        ),
+        [
+            "+--------------+--------------+-------------------------------------------+",
+            "| _source_line | raw          | _error                                    |",
+            "+--------------+--------------+-------------------------------------------+",
+            "| 3            | r2,2.5,extra | CSV record has 3 fields, the header has 2 |",
+            "+--------------+--------------+-------------------------------------------+",
+        ]
+    );
+
+    let elements = table(&report, "bronze.elements");
+    assert_eq!(
+        (
+            elements["lines"].as_i64(),
+            elements["rows"].as_i64(),
+            elements["quarantined"].as_i64()
+        ),
+        (Some(4), Some(2), Some(2))
+    );
+    assert_eq!(
+        rows(
+            &root.join("bronze/elements"),
+            "SELECT id, _rescued, _source_line FROM t ORDER BY _source_line"
+        ),
+        [
+            "+-----+----------+--------------+",
+            "| id  | _rescued | _source_line |",
+            "+-----+----------+--------------+",
+            "| e1  |          | 1            |",
+            "| e]3 |          | 3            |",
+            "+-----+----------+--------------+",
+        ]
+    );
+    assert_eq!(
+        rows(
+            &root.join("bronze/_quarantine/elements"),
+            "SELECT _source_line, CAST(_raw AS VARCHAR) AS raw, _error FROM t ORDER BY _source_line"
+        ),
+        [
+            "+--------------+-------------+--------------------------------------------------------------------------------+",
+            "| _source_line | raw         | _error                                                                         |",
+            "+--------------+-------------+--------------------------------------------------------------------------------+",
+            "| 2            | 42          | not a JSON object: the line is a JSON number (at byte 0)                       |",
+            "| 4            | {\"id\": \"e4\" | incomplete last element: the file ends before the array is closed (truncated?) |",
+            "+--------------+-------------+--------------------------------------------------------------------------------+",
+        ]
+    );
+}
