@@ -27,6 +27,7 @@ use deltalake::kernel::{Action, MetadataExt, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, ObjectStore, Path};
 use medallion_config::{Layer, OnChangedFile, Source, TableRef};
+use medallion_core::faults::crash_point;
 use medallion_core::table::{
     commit, kernel_schema, open_existing, open_or_create, storage_error, table_properties,
 };
@@ -314,6 +315,7 @@ async fn commit_group(
         )])
     };
 
+    crash_point("bronze.before_commit");
     // Quarantine first: if we crash after it, the re-run finds it done and writes only Bronze.
     let q_files: Vec<&(LandingFile, bool, Ingested)> =
         group.iter().filter(|(_, q, _)| *q).collect();
@@ -340,6 +342,7 @@ async fn commit_group(
             .load()
             .await
             .map_err(|e| storage_error(quarantine.table_url(), e))?;
+        crash_point("bronze.after_quarantine_commit");
     }
 
     let mut actions: Vec<Action> = group
@@ -383,6 +386,7 @@ async fn commit_group(
         .load()
         .await
         .map_err(|e| storage_error(bronze.table_url(), e))?;
+    crash_point("bronze.after_commit");
 
     for (_, _, ingested) in group {
         let r = ingested.report;

@@ -2,6 +2,7 @@
 //! locations, errors. The layer crates (bronze, silver, gold) build on it.
 
 pub mod error;
+pub mod faults;
 pub mod pipeline;
 pub mod run;
 pub mod sql;

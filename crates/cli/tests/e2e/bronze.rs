@@ -436,3 +436,118 @@ fn every_bad_input_case_lands_or_is_quarantined_exactly() {
         ]
     );
 }
+
+/// Everything of a Bronze events table except the run's own identity, in a fixed order.
+fn content(root: &Path) -> Vec<String> {
+    rows(
+        &root.join("bronze/events"),
+        "SELECT _source_file, _source_line, event_id, event_type, event_time, user_id, revenue, currency, _rescued \
+         FROM t ORDER BY _source_file, _source_line",
+    )
+}
+
+fn quarantine_content(root: &Path) -> Vec<String> {
+    rows(
+        &root.join("bronze/_quarantine/events"),
+        "SELECT _source_file, _source_line, _raw, _error FROM t ORDER BY _source_file, _source_line",
+    )
+}
+
+fn bronze_events(root: &Path, landing: &Path, crash_at: Option<&str>) -> std::process::Output {
+    let mut cmd = medallion(&repo());
+    cmd.args(["run", "--table", "bronze.events", "--root"])
+        .arg(root)
+        .arg("--landing")
+        .arg(landing);
+    if let Some(point) = crash_at {
+        cmd.env("MEDALLION_CRASH_AT", point);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn a_crash_at_any_point_then_a_rerun_gives_the_rows_of_a_clean_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let landing = tmp.path().join("landing");
+    let out = medallion(tmp.path())
+        .args([
+            "generate",
+            "--events",
+            "60000",
+            "--events-per-file",
+            "20000",
+            "--seed",
+            "3",
+            "--out",
+        ])
+        .arg(&landing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let clean = tmp.path().join("clean");
+    assert_eq!(bronze_events(&clean, &landing, None).status.code(), Some(0));
+    let expected = content(&clean);
+    let expected_q = quarantine_content(&clean);
+    assert_eq!(
+        expected.len(),
+        60000 - 30 + 4,
+        "header, separators and rows"
+    );
+
+    for point in [
+        "bronze.before_commit",
+        "bronze.after_quarantine_commit",
+        "bronze.after_commit",
+    ] {
+        let root = tmp.path().join(point);
+        let crashed = bronze_events(&root, &landing, Some(point));
+        assert_ne!(
+            crashed.status.code(),
+            Some(0),
+            "{point}: the crash point must stop the run"
+        );
+        assert!(stderr(&crashed).contains(&format!("crash point `{point}` reached")));
+        let rerun = bronze_events(&root, &landing, None);
+        assert_eq!(rerun.status.code(), Some(0), "{point}: {}", stderr(&rerun));
+        assert_eq!(
+            content(&root),
+            expected,
+            "{point}: Bronze rows after the re-run"
+        );
+        assert_eq!(
+            quarantine_content(&root),
+            expected_q,
+            "{point}: quarantine after the re-run"
+        );
+    }
+
+    // A real SIGKILL while the first file is being written.
+    let root = tmp.path().join("killed");
+    let mut child = medallion(&repo())
+        .args(["run", "--table", "bronze.events", "--root"])
+        .arg(&root)
+        .arg("--landing")
+        .arg(&landing)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let data = root.join("bronze/events");
+    while std::time::Instant::now() < deadline
+        && !std::fs::read_dir(&data)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
+            })
+            .unwrap_or(false)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let rerun = bronze_events(&root, &landing, None);
+    assert_eq!(rerun.status.code(), Some(0), "{}", stderr(&rerun));
+    assert_eq!(content(&root), expected, "after SIGKILL and a re-run");
+    assert_eq!(quarantine_content(&root), expected_q);
+}
