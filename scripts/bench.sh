@@ -9,7 +9,7 @@ cd "$REPO"
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(1000000 10000000)
 
-cargo build --locked -p medallion-cli >/dev/null
+cargo build --locked --workspace --all-targets >/dev/null
 bin="$CARGO_TARGET_DIR/debug/medallion"
 dir="${BENCH_DIR:-$(mktemp -d)}"
 [ -n "${BENCH_DIR:-}" ] || trap 'rm -rf "$dir"' EXIT

@@ -10,7 +10,7 @@ workdir="${1:-demo}"
 events="${EVENTS:-1000000}"
 
 if [ -z "${MEDALLION_BIN:-}" ]; then
-  step "build medallion" cargo build --locked -p medallion-cli --manifest-path "$REPO/Cargo.toml"
+  step "build medallion" cargo build --locked --workspace --all-targets --manifest-path "$REPO/Cargo.toml"
   MEDALLION_BIN="$CARGO_TARGET_DIR/debug/medallion"
 fi
 mkdir -p "$workdir"

@@ -27,7 +27,7 @@ setup_python() {
   fi
 }
 step "python test environment" setup_python
-step "build medallion" cargo build --locked -p medallion-cli
+step "build medallion" cargo build --locked --workspace --all-targets
 step "interoperability tests (pytest)" env MEDALLION_BIN="$CARGO_TARGET_DIR/debug/medallion" \
   "$HOME/.cache/medallion/venv/bin/python" -m pytest -q -p no:cacheprovider "$REPO/tests/python"
 echo "all checks passed in $((SECONDS - total))s"

@@ -70,13 +70,15 @@ pub enum Line<'a> {
     TooLong(&'a [u8], usize),
 }
 
-/// Splits a byte stream into lines, numbering them from 1.
+/// Splits a byte stream into lines, numbering them from 1. A line that lies whole in the
+/// reader's buffer is returned without copying.
 pub struct LineReader<R> {
     input: R,
     buf: Vec<u8>,
     max: usize,
     line_no: i64,
-    total_len: usize,
+    /// Bytes of the input buffer to consume before reading on (the line returned last).
+    pending: usize,
     done: bool,
 }
 
@@ -85,10 +87,10 @@ impl<R: BufRead> LineReader<R> {
     pub fn new(input: R, max: usize) -> Self {
         Self {
             input,
-            buf: Vec::with_capacity(64 * 1024),
+            buf: Vec::new(),
             max,
             line_no: 0,
-            total_len: 0,
+            pending: 0,
             done: false,
         }
     }
@@ -106,18 +108,38 @@ impl<R: BufRead> LineReader<R> {
     /// The next line, `None` at the end. An I/O or decompression error leaves the bytes
     /// read so far of the current line in [`Self::partial`].
     pub fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
+        if self.pending > 0 {
+            self.input.consume(self.pending);
+            self.pending = 0;
+        }
         if self.done {
             return Ok(None);
         }
         self.buf.clear();
-        self.total_len = 0;
+        // Fast path: the whole line is in the buffer.
+        let whole = {
+            let chunk = self.input.fill_buf()?;
+            if chunk.is_empty() {
+                self.done = true;
+                return Ok(None);
+            }
+            memchr::memchr(b'\n', chunk).filter(|&i| i <= self.max)
+        };
+        if let Some(i) = whole {
+            self.line_no += 1;
+            self.pending = i + 1;
+            // Buffered data is returned again without reading.
+            let chunk = self.input.fill_buf()?;
+            let line = &chunk[..i];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            return Ok(Some(Line::Complete(line)));
+        }
+        // Slow path: the line spans buffer refills (or is too long): copy it.
+        let mut total = 0usize;
         loop {
             let chunk = self.input.fill_buf()?;
             if chunk.is_empty() {
                 self.done = true;
-                if self.total_len == 0 {
-                    return Ok(None);
-                }
                 break;
             }
             let (take, found) = match memchr::memchr(b'\n', chunk) {
@@ -126,15 +148,15 @@ impl<R: BufRead> LineReader<R> {
             };
             let room = self.max.saturating_sub(self.buf.len());
             self.buf.extend_from_slice(&chunk[..take.min(room)]);
-            self.total_len += take;
+            total += take;
             self.input.consume(take + usize::from(found));
             if found {
                 break;
             }
         }
         self.line_no += 1;
-        if self.total_len > self.max {
-            return Ok(Some(Line::TooLong(&self.buf, self.total_len)));
+        if total > self.max {
+            return Ok(Some(Line::TooLong(&self.buf, total)));
         }
         if self.buf.last() == Some(&b'\r') {
             self.buf.pop();
