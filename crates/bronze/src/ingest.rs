@@ -85,12 +85,12 @@ pub struct Ingested {
 #[allow(clippy::too_many_arguments)]
 pub async fn ingest_file(
     landing: Arc<dyn ObjectStore>,
-    file: &LandingFile,
-    source: &Source,
+    file: LandingFile,
+    source: Arc<Source>,
     schema: BronzeSchema,
     stamp: Stamp,
-    bronze: &DeltaTable,
-    quarantine: &DeltaTable,
+    bronze: DeltaTable,
+    quarantine: DeltaTable,
     write_quarantine: bool,
 ) -> Result<Ingested> {
     // Stage 1: fetch.
@@ -187,7 +187,7 @@ pub async fn ingest_file(
             Piece::Rows(batch) => {
                 let w = match rows_writer.as_mut() {
                     Some(w) => w,
-                    None => rows_writer.insert(writer_for(bronze)?),
+                    None => rows_writer.insert(writer_for(&bronze)?),
                 };
                 w.write_with_mode(batch, WriteMode::MergeSchema)
                     .await
@@ -199,7 +199,7 @@ pub async fn ingest_file(
                 if write_quarantine {
                     let w = match q_writer.as_mut() {
                         Some(w) => w,
-                        None => q_writer.insert(writer_for(quarantine)?),
+                        None => q_writer.insert(writer_for(&quarantine)?),
                     };
                     w.write(batch).await.map_err(|e| {
                         Error::Storage(format!("writing quarantine of `{}`: {e}", file.relative))

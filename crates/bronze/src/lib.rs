@@ -32,6 +32,7 @@ use medallion_core::table::{
     commit, kernel_schema, open_existing, open_or_create, storage_error, table_properties,
 };
 use medallion_core::{Error, Pipeline, Result, RunContext};
+use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 use tracing::{info, warn};
@@ -46,6 +47,24 @@ use crate::schema::{BronzeSchema, quarantine_schema};
 /// Landed bytes per commit: files are committed in groups of about this size, so a crash
 /// loses at most one group's work and the log does not grow a commit per small file.
 const GROUP_BYTES: u64 = 1 << 30;
+
+/// Landed files read at the same time (each uses a parser thread and an encoder).
+const PARALLEL_FILES: usize = 2;
+
+/// Splits the files to ingest into commit groups of about [`GROUP_BYTES`], in order.
+fn groups(files: Vec<(LandingFile, bool)>) -> Vec<Vec<(LandingFile, bool)>> {
+    let mut out: Vec<Vec<(LandingFile, bool)>> = Vec::new();
+    let mut bytes = 0u64;
+    for file in files {
+        if out.is_empty() || bytes >= GROUP_BYTES {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += file.0.size;
+        out.last_mut().expect("a group was pushed").push(file);
+    }
+    out
+}
 
 /// What a Bronze run would do for one table.
 #[derive(Debug, Clone, Serialize)]
@@ -225,42 +244,48 @@ pub async fn run(pipeline: &Pipeline, table: &TableRef, ctx: &RunContext) -> Res
         run_id: Arc::from(ctx.run_id.as_str()),
     };
     let mut schema = BronzeSchema::from_arrow(&arrow_schema(&bronze)?);
-    let mut group: Vec<(LandingFile, bool, Ingested)> = Vec::new();
-    let mut group_bytes = 0u64;
-    let count = todo.len();
-    for (i, (file, write_q)) in todo.into_iter().enumerate() {
-        let ingested = ingest_file(
-            store.clone(),
-            &file,
-            source,
-            schema.clone(),
-            stamp.clone(),
-            &bronze,
-            &quarantine,
-            write_q,
-        )
-        .await?;
-        let r = &ingested.report;
-        info!(table = %table, file = %r.path, lines = r.lines, rows = r.rows, quarantined = r.quarantined, "read");
-        if let Some(error) = &r.error {
-            warn!(table = %table, file = %r.path, "{error}; the complete lines before it are ingested");
+    let source = Arc::new(source.clone());
+    for group_files in groups(todo) {
+        // Files of a group are read concurrently, each starting from the schema as it
+        // was before the group; their new columns are then merged in file order, exactly
+        // as reading them one after the other would have. A file that inferred a column
+        // differently from an earlier file of the group is read again after it.
+        let start = schema.clone();
+        let spawn = |file: LandingFile, write_q: bool, schema: BronzeSchema| {
+            tokio::spawn(ingest_file(
+                store.clone(),
+                file,
+                source.clone(),
+                schema,
+                stamp.clone(),
+                bronze.clone(),
+                quarantine.clone(),
+                write_q,
+            ))
+        };
+        let results: Vec<_> = futures::stream::iter(group_files.iter().cloned())
+            .map(|(file, write_q)| spawn(file, write_q, start.clone()))
+            .buffered(PARALLEL_FILES)
+            .collect()
+            .await;
+        let mut group = Vec::with_capacity(group_files.len());
+        for ((file, write_q), joined) in group_files.into_iter().zip(results) {
+            let mut ingested = joined.map_err(|e| Error::Other(format!("reading `{}` stopped: {e}", file.relative)))??;
+            if let Err(conflict) = schema.merge(&ingested.schema) {
+                info!(table = %table, file = %file.relative, "{conflict}; reading the file again with the columns inferred before it");
+                ingested = spawn(file.clone(), write_q, schema.clone())
+                    .await
+                    .map_err(|e| Error::Other(format!("reading `{}` stopped: {e}", file.relative)))??;
+                schema.merge(&ingested.schema).map_err(Error::Other)?;
+            }
+            let r = &ingested.report;
+            info!(table = %table, file = %r.path, lines = r.lines, rows = r.rows, quarantined = r.quarantined, "read");
+            if let Some(error) = &r.error {
+                warn!(table = %table, file = %r.path, "{error}; the complete lines before it are ingested");
+            }
+            group.push((file, write_q, ingested));
         }
-        schema = ingested.schema.clone();
-        group_bytes += file.size;
-        group.push((file, write_q, ingested));
-        if group_bytes >= GROUP_BYTES || i + 1 == count {
-            commit_group(
-                &mut bronze,
-                &mut quarantine,
-                &schema,
-                std::mem::take(&mut group),
-                ctx,
-                table,
-                &mut metrics,
-            )
-            .await?;
-            group_bytes = 0;
-        }
+        commit_group(&mut bronze, &mut quarantine, &schema, group, ctx, table, &mut metrics).await?;
     }
     metrics.version = bronze.version();
     metrics.quarantine_version = quarantine.version();

@@ -142,6 +142,32 @@ impl BronzeSchema {
         i
     }
 
+    /// Adds the columns `other` has and this schema lacks, in `other`'s order. Both must
+    /// descend from the same schema; a column both added with different types (or names
+    /// differing only in case) is a conflict and nothing is added.
+    pub fn merge(&mut self, other: &BronzeSchema) -> Result<(), String> {
+        let mut added = Vec::new();
+        for column in &other.columns {
+            match self.position(&column.name) {
+                Some(i) if self.columns[i].kind == column.kind => {}
+                Some(i) => {
+                    return Err(format!(
+                        "column `{}` was inferred as {:?} in an earlier file and as {:?} here",
+                        column.name, self.columns[i].kind, column.kind
+                    ));
+                }
+                None if !self.can_add(&column.name) => {
+                    return Err(format!("column `{}` collides with an existing column", column.name));
+                }
+                None => added.push(column.clone()),
+            }
+        }
+        for column in added {
+            self.add(&column.name, column.kind);
+        }
+        Ok(())
+    }
+
     /// Number of columns that were present when this schema was created (later ones were
     /// inferred during this run).
     pub fn initial_len(&self) -> usize {
