@@ -12,6 +12,8 @@ use bytes::Bytes;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::object_store::ObjectStoreExt as _;
 use deltalake::kernel::Add;
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake::{DeltaTable, ObjectStore};
 use futures::StreamExt;
@@ -28,7 +30,7 @@ use crate::schema::BronzeSchema;
 /// Rows per Arrow batch handed to the Parquet writer.
 const BATCH_ROWS: usize = 64 * 1024;
 /// Input bytes per Arrow batch (whichever limit comes first).
-const BATCH_BYTES: usize = 32 * 1024 * 1024;
+const BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// Bytes per ranged read of a landed file.
 const FETCH_BYTES: u64 = 8 * 1024 * 1024;
 /// Ranged reads in flight per file.
@@ -124,7 +126,7 @@ pub async fn ingest_file(
     });
 
     // Stage 2: parse.
-    let (piece_tx, mut piece_rx) = mpsc::channel::<Piece>(4);
+    let (piece_tx, mut piece_rx) = mpsc::channel::<Piece>(2);
     let relative = file.relative.clone();
     let format = source.format.value;
     let csv = source.csv.clone();
@@ -238,8 +240,18 @@ pub async fn ingest_file(
     })
 }
 
+/// Rows per Parquet row group: small enough that a writer's buffered row group stays a
+/// few tens of MB, large enough for good compression and statistics.
+const ROW_GROUP_ROWS: usize = 128 * 1024;
+
 fn writer_for(table: &DeltaTable) -> Result<RecordBatchWriter> {
-    RecordBatchWriter::for_table(table).map_err(|e| Error::Storage(e.to_string()))
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build();
+    RecordBatchWriter::for_table(table)
+        .map(|w| w.with_writer_properties(properties))
+        .map_err(|e| Error::Storage(e.to_string()))
 }
 
 /// Where the parser puts what it reads.

@@ -26,13 +26,13 @@ use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
 use deltalake::kernel::{Action, MetadataExt, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, ObjectStore, Path};
+use futures::StreamExt;
 use medallion_config::{Layer, OnChangedFile, Source, TableRef};
 use medallion_core::faults::crash_point;
 use medallion_core::table::{
     commit, kernel_schema, open_existing, open_or_create, storage_error, table_properties,
 };
 use medallion_core::{Error, Pipeline, Result, RunContext};
-use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 use tracing::{info, warn};
@@ -270,12 +270,15 @@ pub async fn run(pipeline: &Pipeline, table: &TableRef, ctx: &RunContext) -> Res
             .await;
         let mut group = Vec::with_capacity(group_files.len());
         for ((file, write_q), joined) in group_files.into_iter().zip(results) {
-            let mut ingested = joined.map_err(|e| Error::Other(format!("reading `{}` stopped: {e}", file.relative)))??;
+            let mut ingested = joined
+                .map_err(|e| Error::Other(format!("reading `{}` stopped: {e}", file.relative)))??;
             if let Err(conflict) = schema.merge(&ingested.schema) {
                 info!(table = %table, file = %file.relative, "{conflict}; reading the file again with the columns inferred before it");
                 ingested = spawn(file.clone(), write_q, schema.clone())
                     .await
-                    .map_err(|e| Error::Other(format!("reading `{}` stopped: {e}", file.relative)))??;
+                    .map_err(|e| {
+                        Error::Other(format!("reading `{}` stopped: {e}", file.relative))
+                    })??;
                 schema.merge(&ingested.schema).map_err(Error::Other)?;
             }
             let r = &ingested.report;
@@ -285,7 +288,16 @@ pub async fn run(pipeline: &Pipeline, table: &TableRef, ctx: &RunContext) -> Res
             }
             group.push((file, write_q, ingested));
         }
-        commit_group(&mut bronze, &mut quarantine, &schema, group, ctx, table, &mut metrics).await?;
+        commit_group(
+            &mut bronze,
+            &mut quarantine,
+            &schema,
+            group,
+            ctx,
+            table,
+            &mut metrics,
+        )
+        .await?;
     }
     metrics.version = bronze.version();
     metrics.quarantine_version = quarantine.version();

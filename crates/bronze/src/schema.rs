@@ -157,7 +157,10 @@ impl BronzeSchema {
                     ));
                 }
                 None if !self.can_add(&column.name) => {
-                    return Err(format!("column `{}` collides with an existing column", column.name));
+                    return Err(format!(
+                        "column `{}` collides with an existing column",
+                        column.name
+                    ));
                 }
                 None => added.push(column.clone()),
             }

@@ -53,6 +53,9 @@ pub async fn open_or_create(
     properties: &HashMap<String, Option<String>>,
     name: &str,
 ) -> Result<DeltaTable> {
+    if let Some(table) = open_existing(url).await? {
+        return Ok(table);
+    }
     if url.scheme() == "file"
         && let Ok(dir) = url.to_file_path()
     {
