@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the engine, writes sample landing data and runs the marketing pipeline into a
-# local directory (the embedded default: no server needed).
+# local directory (the embedded default: no server needed). The layers built so far run.
 # Usage: scripts/quickstart.sh [WORKDIR]    (default: ./demo)
 #   EVENTS=N      number of sample event lines (default 1000000)
 #   MEDALLION_BIN a prebuilt binary to use instead of building one
@@ -23,6 +23,7 @@ step "generate $events sample events into $MEDALLION_LANDING" \
   "$MEDALLION_BIN" generate --events "$events" --seed 42 --out "$MEDALLION_LANDING" >"$workdir/generate-report.json"
 step "validate layers.yaml" "$MEDALLION_BIN" validate
 step "plan" "$MEDALLION_BIN" plan
+step "run the Bronze layer" "$MEDALLION_BIN" run --layer bronze
 echo
 echo "Sample data: $MEDALLION_LANDING (report: $workdir/generate-report.json)"
 echo "Lakehouse:   $MEDALLION_ROOT"

@@ -28,4 +28,6 @@ fn quickstart_runs_from_a_clean_directory() {
     let text = stdout(&out);
     assert!(text.contains("<== validate layers.yaml: ok"), "{text}");
     assert!(text.contains("run order (12 of 12 tables)"), "{text}");
+    assert!(text.contains("<== run the Bronze layer: ok"), "{text}");
+    assert!(workdir.join("lakehouse/bronze/events/_delta_log").is_dir());
 }
