@@ -314,8 +314,31 @@ fn arrow_schema(table: &DeltaTable) -> Result<deltalake::arrow::datatypes::Schem
         .map_err(|e| Error::Other(format!("schema of {}: {e}", table.table_url())))
 }
 
+/// Attempts at committing a group when other jobs commit to the same tables meanwhile.
+const CONFLICT_ATTEMPTS: usize = 8;
+
+/// Whether a commit failed because another writer committed first in a way that conflicts.
+fn is_conflict(e: &deltalake::DeltaTableError) -> bool {
+    use deltalake::kernel::transaction::TransactionError;
+    matches!(
+        e,
+        deltalake::DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_)
+        }
+    )
+}
+
+/// A group of read files waiting to be committed.
+struct Pending {
+    file: LandingFile,
+    write_quarantine: bool,
+    ingested: Ingested,
+}
+
 /// Commits one group of ingested files: the quarantine table first, then Bronze, each
-/// with one application transaction per file.
+/// with one application transaction per file. When another job commits to the same tables
+/// meanwhile (a conflict), both tables are read again: files that job ingested are dropped
+/// from the group (their Parquet files stay unreferenced), the rest is committed again.
 async fn commit_group(
     bronze: &mut DeltaTable,
     quarantine: &mut DeltaTable,
@@ -325,20 +348,93 @@ async fn commit_group(
     table: &TableRef,
     metrics: &mut BronzeMetrics,
 ) -> Result<()> {
-    if group.is_empty() {
-        return Ok(());
+    let mut pending: Vec<Pending> = group
+        .into_iter()
+        .map(|(file, write_quarantine, ingested)| Pending {
+            file,
+            write_quarantine,
+            ingested,
+        })
+        .collect();
+    crash_point("bronze.before_commit");
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match try_commit(bronze, quarantine, schema, &pending, ctx, table).await {
+            Ok(added) => {
+                metrics.new_columns.extend(added);
+                break;
+            }
+            Err(e) if is_conflict(&e) && attempt < CONFLICT_ATTEMPTS => {
+                warn!(table = %table, attempt, "another job committed to this table meanwhile ({e}); checking which files are still to commit");
+                bronze
+                    .load()
+                    .await
+                    .map_err(|e| storage_error(bronze.table_url(), e))?;
+                quarantine
+                    .load()
+                    .await
+                    .map_err(|e| storage_error(quarantine.table_url(), e))?;
+                let mut still = Vec::with_capacity(pending.len());
+                for mut p in pending {
+                    if discover::state(Some(bronze), &p.file).await? == FileState::Ingested {
+                        info!(table = %table, file = %p.file.relative, "ingested by another job meanwhile");
+                        metrics.already_ingested += 1;
+                        continue;
+                    }
+                    if discover::state(Some(quarantine), &p.file).await? == FileState::Ingested {
+                        p.write_quarantine = false;
+                    }
+                    still.push(p);
+                }
+                pending = still;
+                if pending.is_empty() {
+                    return Ok(());
+                }
+            }
+            Err(e) => {
+                return Err(Error::Storage(format!(
+                    "commit to {} failed: {e}; nothing of this group was committed, a re-run ingests it",
+                    medallion_core::storage::redacted(bronze.table_url())
+                )));
+            }
+        }
     }
+    crash_point("bronze.after_commit");
+    for p in pending {
+        let r = p.ingested.report;
+        metrics.lines += r.lines;
+        metrics.rows += r.rows;
+        metrics.quarantined += r.quarantined;
+        metrics.rescued += r.rescued;
+        metrics.bytes += r.bytes;
+        metrics.uncompressed_bytes += r.uncompressed_bytes;
+        metrics.files.push(r);
+    }
+    Ok(())
+}
+
+/// One attempt at committing `pending`; returns the columns it added to the table.
+async fn try_commit(
+    bronze: &mut DeltaTable,
+    quarantine: &mut DeltaTable,
+    schema: &BronzeSchema,
+    pending: &[Pending],
+    ctx: &RunContext,
+    table: &TableRef,
+) -> std::result::Result<Vec<String>, deltalake::DeltaTableError> {
     let operation = || DeltaOperation::Write {
         mode: SaveMode::Append,
         partition_by: None,
         predicate: None,
     };
-    let files_info: Vec<_> = group
+    let files_info: Vec<_> = pending
         .iter()
-        .map(|(f, _, i)| {
+        .map(|p| {
+            let r = &p.ingested.report;
             json!({
-                "path": f.relative, "size": f.size, "lines": i.report.lines, "rows": i.report.rows,
-                "quarantined": i.report.quarantined, "error": i.report.error,
+                "path": p.file.relative, "size": p.file.size, "lines": r.lines, "rows": r.rows,
+                "quarantined": r.quarantined, "error": r.error,
             })
         })
         .collect();
@@ -351,20 +447,16 @@ async fn commit_group(
             }),
         )])
     };
+    let txn = |p: &Pending| Transaction::new(p.file.app_id(), p.file.fingerprint());
 
-    crash_point("bronze.before_commit");
     // Quarantine first: if we crash after it, the re-run finds it done and writes only Bronze.
-    let q_files: Vec<&(LandingFile, bool, Ingested)> =
-        group.iter().filter(|(_, q, _)| *q).collect();
-    if !q_files.is_empty() {
-        let actions: Vec<Action> = q_files
+    let q: Vec<&Pending> = pending.iter().filter(|p| p.write_quarantine).collect();
+    if !q.is_empty() {
+        let actions = q
             .iter()
-            .flat_map(|(_, _, i)| i.quarantine.iter().cloned().map(Action::Add))
+            .flat_map(|p| p.ingested.quarantine.iter().cloned().map(Action::Add))
             .collect();
-        let txns = q_files
-            .iter()
-            .map(|(f, _, _)| Transaction::new(f.app_id(), f.fingerprint()))
-            .collect();
+        let txns = q.iter().map(|p| txn(p)).collect();
         commit(
             quarantine,
             actions,
@@ -373,42 +465,40 @@ async fn commit_group(
             operation(),
             ctx.commit_retries,
         )
-        .await
-        .map_err(|e| commit_error(quarantine, e))?;
-        quarantine
-            .load()
-            .await
-            .map_err(|e| storage_error(quarantine.table_url(), e))?;
+        .await?;
+        quarantine.load().await?;
         crash_point("bronze.after_quarantine_commit");
     }
 
-    let mut actions: Vec<Action> = group
+    let mut actions: Vec<Action> = pending
         .iter()
-        .flat_map(|(_, _, i)| i.rows.iter().cloned().map(Action::Add))
+        .flat_map(|p| p.ingested.rows.iter().cloned().map(Action::Add))
         .collect();
-    let current = arrow_schema(bronze)?;
-    let evolved = schema.arrow();
+    // The table's schema now (another job may have added columns too), plus ours.
+    let current =
+        arrow_schema(bronze).map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))?;
+    let mut target = BronzeSchema::from_arrow(&current);
+    target.merge(schema).map_err(|conflict| {
+        deltalake::DeltaTableError::Generic(format!(
+            "{conflict} (another job added it meanwhile); re-run to read these files again"
+        ))
+    })?;
+    let evolved = target.arrow();
+    let mut added = Vec::new();
     if evolved.fields().len() != current.fields().len() {
-        let added: Vec<String> = evolved
+        added = evolved
             .fields()
             .iter()
             .filter(|f| current.field_with_name(f.name()).is_err())
             .map(|f| f.name().clone())
             .collect();
         info!(table = %table, columns = %added.join(", "), "new columns");
-        metrics.new_columns.extend(added);
-        let snapshot = bronze.snapshot().map_err(|e| Error::Other(e.to_string()))?;
-        let metadata = snapshot
-            .metadata()
-            .clone()
-            .with_schema(&kernel_schema(&evolved)?)
-            .map_err(|e| Error::Other(format!("new schema of {table}: {e}")))?;
+        let kernel = kernel_schema(&evolved)
+            .map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))?;
+        let metadata = bronze.snapshot()?.metadata().clone().with_schema(&kernel)?;
         actions.push(Action::Metadata(metadata));
     }
-    let txns = group
-        .iter()
-        .map(|(f, _, _)| Transaction::new(f.app_id(), f.fingerprint()))
-        .collect();
+    let txns = pending.iter().map(txn).collect();
     commit(
         bronze,
         actions,
@@ -417,30 +507,7 @@ async fn commit_group(
         operation(),
         ctx.commit_retries,
     )
-    .await
-    .map_err(|e| commit_error(bronze, e))?;
-    bronze
-        .load()
-        .await
-        .map_err(|e| storage_error(bronze.table_url(), e))?;
-    crash_point("bronze.after_commit");
-
-    for (_, _, ingested) in group {
-        let r = ingested.report;
-        metrics.lines += r.lines;
-        metrics.rows += r.rows;
-        metrics.quarantined += r.quarantined;
-        metrics.rescued += r.rescued;
-        metrics.bytes += r.bytes;
-        metrics.uncompressed_bytes += r.uncompressed_bytes;
-        metrics.files.push(r);
-    }
-    Ok(())
-}
-
-fn commit_error(table: &DeltaTable, e: deltalake::DeltaTableError) -> Error {
-    Error::Storage(format!(
-        "commit to {} failed: {e}; nothing of this group was committed, a re-run ingests it",
-        medallion_core::storage::redacted(table.table_url())
-    ))
+    .await?;
+    bronze.load().await?;
+    Ok(added)
 }

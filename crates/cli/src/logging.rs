@@ -13,8 +13,17 @@ pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
+    // deltalake reports its own errors as log events too; the engine reports them once, with
+    // context, so deltalake's are shown only when asked for (-v: warnings, -vv: debug).
+    let deltalake = match (quiet, verbose) {
+        (false, 1) => "warn",
+        (false, v) if v >= 2 => "debug",
+        _ => "off",
+    };
     let filter = EnvFilter::try_from_env("MEDALLION_LOG").unwrap_or_else(|_| {
-        EnvFilter::new(format!("warn,medallion={default},medallion_core={default},medallion_bronze={default},medallion_silver={default},medallion_gold={default}"))
+        EnvFilter::new(format!(
+            "warn,deltalake_core={deltalake},medallion={default},medallion_core={default},medallion_bronze={default},medallion_silver={default},medallion_gold={default}"
+        ))
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -551,3 +551,76 @@ fn a_crash_at_any_point_then_a_rerun_gives_the_rows_of_a_clean_run() {
     assert_eq!(content(&root), expected, "after SIGKILL and a re-run");
     assert_eq!(quarantine_content(&root), expected_q);
 }
+
+#[test]
+fn concurrent_jobs_ingest_every_file_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let landing = tmp.path().join("landing");
+    let root = tmp.path().join("lake");
+    let out = medallion(tmp.path())
+        .args([
+            "generate",
+            "--events",
+            "40000",
+            "--events-per-file",
+            "4000",
+            "--seed",
+            "9",
+            "--out",
+        ])
+        .arg(&landing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let jobs: Vec<_> = (0..4)
+        .map(|_| {
+            medallion(&repo())
+                .args([
+                    "run",
+                    "--table",
+                    "bronze.events",
+                    "--format",
+                    "json",
+                    "--root",
+                ])
+                .arg(&root)
+                .arg("--landing")
+                .arg(&landing)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut rows_reported = 0;
+    let mut files_reported = 0;
+    for job in jobs {
+        let out = job.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        let events = table(&report, "bronze.events");
+        rows_reported += events["rows"].as_i64().unwrap();
+        files_reported += events["files"].as_array().unwrap().len();
+    }
+    let events = root.join("bronze/events");
+    let rows = scalar(&events, "SELECT count(*) FROM t");
+    assert_eq!(
+        files_reported, 10,
+        "each file reported once, by the job that committed it"
+    );
+    assert_eq!(rows_reported, rows);
+    assert_eq!(
+        scalar(
+            &events,
+            "SELECT count(DISTINCT _source_file || ':' || CAST(_source_line AS VARCHAR)) FROM t"
+        ),
+        rows
+    );
+    assert_eq!(
+        rows + scalar(
+            &root.join("bronze/_quarantine/events"),
+            "SELECT count(*) FROM t"
+        ),
+        40000
+    );
+}
