@@ -63,7 +63,7 @@ pub struct FileReport {
 }
 
 /// What the parser sends to the writer.
-enum Piece {
+pub(crate) enum Piece {
     Rows(RecordBatch),
     Quarantine(RecordBatch),
     Done(Box<(FileReport, BronzeSchema)>),
@@ -95,6 +95,19 @@ pub async fn ingest_file(
     quarantine: DeltaTable,
     write_quarantine: bool,
 ) -> Result<Ingested> {
+    if source.format.value == Format::Parquet {
+        return ingest_parquet(
+            landing,
+            file,
+            source,
+            schema,
+            stamp,
+            bronze,
+            quarantine,
+            write_quarantine,
+        )
+        .await;
+    }
     // Stage 1: fetch.
     let (bytes_tx, bytes_rx) = mpsc::channel::<io::Result<Bytes>>(2);
     let location = file.location.clone();
@@ -126,7 +139,7 @@ pub async fn ingest_file(
     });
 
     // Stage 2: parse.
-    let (piece_tx, mut piece_rx) = mpsc::channel::<Piece>(2);
+    let (piece_tx, piece_rx) = mpsc::channel::<Piece>(2);
     let relative = file.relative.clone();
     let format = source.format.value;
     let csv = source.csv.clone();
@@ -180,7 +193,22 @@ pub async fn ingest_file(
         }
     });
 
-    // Stage 3: encode and upload.
+    let ingested = write_pieces(piece_rx, &file, &bronze, &quarantine, write_quarantine).await;
+    let _ = fetch.await;
+    parse
+        .await
+        .map_err(|e| Error::Other(format!("reading `{}` stopped: {e}", file.relative)))?;
+    ingested
+}
+
+/// Stage 3: encodes the pieces into Parquet files of the two tables and uploads them.
+async fn write_pieces(
+    mut piece_rx: mpsc::Receiver<Piece>,
+    file: &LandingFile,
+    bronze: &DeltaTable,
+    quarantine: &DeltaTable,
+    write_quarantine: bool,
+) -> Result<Ingested> {
     let mut rows_writer: Option<RecordBatchWriter> = None;
     let mut q_writer: Option<RecordBatchWriter> = None;
     let mut done = None;
@@ -189,7 +217,7 @@ pub async fn ingest_file(
             Piece::Rows(batch) => {
                 let w = match rows_writer.as_mut() {
                     Some(w) => w,
-                    None => rows_writer.insert(writer_for(&bronze)?),
+                    None => rows_writer.insert(writer_for(bronze)?),
                 };
                 w.write_with_mode(batch, WriteMode::MergeSchema)
                     .await
@@ -201,7 +229,7 @@ pub async fn ingest_file(
                 if write_quarantine {
                     let w = match q_writer.as_mut() {
                         Some(w) => w,
-                        None => q_writer.insert(writer_for(&quarantine)?),
+                        None => q_writer.insert(writer_for(quarantine)?),
                     };
                     w.write(batch).await.map_err(|e| {
                         Error::Storage(format!("writing quarantine of `{}`: {e}", file.relative))
@@ -214,10 +242,6 @@ pub async fn ingest_file(
             }
         }
     }
-    let _ = fetch.await;
-    parse
-        .await
-        .map_err(|e| Error::Other(format!("reading `{}` stopped: {e}", file.relative)))?;
     let Some((report, schema)) = done else {
         return Err(Error::Other(format!(
             "reading `{}` stopped before its end",
@@ -238,6 +262,56 @@ pub async fn ingest_file(
         rows,
         quarantine,
     })
+}
+
+/// A Parquet source file: row groups are streamed and converted on the async side.
+#[allow(clippy::too_many_arguments)]
+async fn ingest_parquet(
+    landing: Arc<dyn ObjectStore>,
+    file: LandingFile,
+    source: Arc<Source>,
+    mut schema: BronzeSchema,
+    stamp: Stamp,
+    bronze: DeltaTable,
+    quarantine: DeltaTable,
+    write_quarantine: bool,
+) -> Result<Ingested> {
+    let (piece_tx, piece_rx) = mpsc::channel::<Piece>(2);
+    let (location, size, relative) = (file.location.clone(), file.size, file.relative.clone());
+    let infer = source.infer_undeclared;
+    let producer = tokio::spawn(async move {
+        let mut report = FileReport {
+            path: relative.clone(),
+            bytes: size,
+            ..FileReport::default()
+        };
+        let read = crate::parquet_source::read(
+            landing,
+            location,
+            size,
+            &relative,
+            &mut schema,
+            infer,
+            &stamp,
+            &piece_tx,
+        )
+        .await;
+        let piece = match read {
+            Ok((rows, rescued)) => {
+                report.lines = rows;
+                report.rows = rows;
+                report.rescued = rescued;
+                Piece::Done(Box::new((report, schema)))
+            }
+            Err(e) => Piece::Failed(e),
+        };
+        let _ = piece_tx.send(piece).await;
+    });
+    let ingested = write_pieces(piece_rx, &file, &bronze, &quarantine, write_quarantine).await;
+    producer
+        .await
+        .map_err(|e| Error::Other(format!("reading `{}` stopped: {e}", file.relative)))?;
+    ingested
 }
 
 /// Rows per Parquet row group: small enough that a writer's buffered row group stays a

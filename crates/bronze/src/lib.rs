@@ -15,6 +15,7 @@ pub mod discover;
 pub mod ingest;
 pub mod json;
 pub mod lines;
+mod parquet_source;
 pub mod rows;
 pub mod schema;
 

@@ -624,3 +624,73 @@ fn concurrent_jobs_ingest_every_file_exactly_once() {
         40000
     );
 }
+
+#[test]
+fn parquet_sources_are_cast_to_declared_types_with_misfits_rescued() {
+    use deltalake::arrow::array::{Int32Array, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    use deltalake::arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let landing = tmp.path().join("landing");
+    let root = tmp.path().join("lake");
+    std::fs::create_dir_all(landing.join("orders")).unwrap();
+    std::fs::write(
+        tmp.path().join("layers.yaml"),
+        "version: 1\npipeline: p\nsources:\n  orders:\n    format: parquet\n    columns: { id: string, amount: double }\nbronze:\n  orders: {}\n",
+    )
+    .unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, true),
+        Field::new("amount", DataType::Utf8, true),
+        Field::new("qty", DataType::Int32, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(vec![Some("o1"), Some("o2"), None])),
+            Arc::new(StringArray::from(vec![Some("1.25"), Some("n/a"), None])),
+            Arc::new(Int32Array::from(vec![Some(3), None, Some(5)])),
+        ],
+    )
+    .unwrap();
+    let file = std::fs::File::create(landing.join("orders/part-0.parquet")).unwrap();
+    let mut writer = deltalake::parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+
+    let out = medallion(tmp.path())
+        .args(["run", "--layer", "bronze", "--format", "json", "--root"])
+        .arg(&root)
+        .arg("--landing")
+        .arg(&landing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let orders = table(&report, "bronze.orders");
+    assert_eq!(
+        (
+            orders["lines"].as_i64(),
+            orders["rows"].as_i64(),
+            orders["rescued"].as_i64()
+        ),
+        (Some(3), Some(3), Some(1))
+    );
+    assert_eq!(
+        rows(
+            &root.join("bronze/orders"),
+            "SELECT id, amount, qty, _rescued, _source_line FROM t ORDER BY _source_line"
+        ),
+        [
+            "+----+--------+-----+------------------+--------------+",
+            "| id | amount | qty | _rescued         | _source_line |",
+            "+----+--------+-----+------------------+--------------+",
+            "| o1 | 1.25   | 3   |                  | 1            |",
+            "| o2 |        |     | {\"amount\":\"n/a\"} | 2            |",
+            "|    |        | 5   |                  | 3            |",
+            "+----+--------+-----+------------------+--------------+",
+        ]
+    );
+}
