@@ -277,7 +277,8 @@ async fn ingest_parquet(
     write_quarantine: bool,
 ) -> Result<Ingested> {
     let (piece_tx, piece_rx) = mpsc::channel::<Piece>(2);
-    let (location, size, relative) = (file.location.clone(), file.size, file.relative.clone());
+    let landed = file.clone();
+    let (size, relative) = (file.size, file.relative.clone());
     let infer = source.infer_undeclared;
     let producer = tokio::spawn(async move {
         let mut report = FileReport {
@@ -285,17 +286,9 @@ async fn ingest_parquet(
             bytes: size,
             ..FileReport::default()
         };
-        let read = crate::parquet_source::read(
-            landing,
-            location,
-            size,
-            &relative,
-            &mut schema,
-            infer,
-            &stamp,
-            &piece_tx,
-        )
-        .await;
+        let read =
+            crate::parquet_source::read(landing, &landed, &mut schema, infer, &stamp, &piece_tx)
+                .await;
         let piece = match read {
             Ok((rows, rescued)) => {
                 report.lines = rows;

@@ -84,9 +84,7 @@ fn infer(data_type: &DataType) -> ColumnType {
 /// Streams a Parquet file's rows as Bronze batches; `_source_line` is the 1-based row index.
 pub(crate) async fn read(
     store: Arc<dyn ObjectStore>,
-    location: Path,
-    size: u64,
-    file: &str,
+    file: &crate::discover::LandingFile,
     schema: &mut BronzeSchema,
     infer_undeclared: bool,
     stamp: &Stamp,
@@ -94,9 +92,10 @@ pub(crate) async fn read(
 ) -> Result<(u64, u64), String> {
     let reader = StoreReader {
         store,
-        location,
-        size,
+        location: file.location.clone(),
+        size: file.size,
     };
+    let file = file.relative.as_str();
     let mut stream = ParquetRecordBatchStreamBuilder::new(reader)
         .await
         .map_err(|e| format!("not a readable Parquet file: {e}"))?
