@@ -694,3 +694,66 @@ fn parquet_sources_are_cast_to_declared_types_with_misfits_rescued() {
         ]
     );
 }
+
+#[test]
+fn a_file_that_changes_after_ingestion_is_reported_not_ingested_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let landing = tmp.path().join("landing");
+    let root = tmp.path().join("lake");
+    std::fs::create_dir_all(landing.join("lines")).unwrap();
+    let config = |policy: &str| {
+        format!(
+            "version: 1\npipeline: p\nsources:\n  lines:\n    format: ndjson\n    on_changed_file: {policy}\nbronze:\n  lines: {{}}\n"
+        )
+    };
+    std::fs::write(tmp.path().join("layers.yaml"), config("report")).unwrap();
+    let file = landing.join("lines/a.ndjson");
+    std::fs::write(&file, b"{\"k\": 1}\n{\"k\": 2}\n").unwrap();
+    let run = || {
+        let out = medallion(tmp.path())
+            .args(["run", "--layer", "bronze", "--format", "json", "--root"])
+            .arg(&root)
+            .arg("--landing")
+            .arg(&landing)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        table(&report, "bronze.lines").clone()
+    };
+    assert_eq!(run()["rows"], 2);
+    std::fs::write(&file, b"{\"k\": 1}\n{\"k\": 2}\n{\"k\": 3}\n").unwrap();
+
+    let plan = medallion(tmp.path())
+        .args(["plan", "--root"])
+        .arg(&root)
+        .arg("--landing")
+        .arg(&landing)
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&plan).contains("! lines/a.ndjson changed after ingestion"),
+        "{}",
+        stdout(&plan)
+    );
+
+    let second = run();
+    assert_eq!(second["rows"], 0);
+    assert_eq!(
+        second["changed_files"],
+        serde_json::json!(["lines/a.ndjson"])
+    );
+    assert_eq!(
+        scalar(&root.join("bronze/lines"), "SELECT count(*) FROM t"),
+        2
+    );
+
+    std::fs::write(tmp.path().join("layers.yaml"), config("reingest")).unwrap();
+    let third = run();
+    assert_eq!(third["rows"], 3, "the new content is ingested again");
+    assert_eq!(
+        scalar(&root.join("bronze/lines"), "SELECT count(*) FROM t"),
+        5
+    );
+    assert_eq!(run()["rows"], 0, "and only once");
+}
