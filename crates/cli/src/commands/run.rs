@@ -17,13 +17,18 @@ pub fn run(global: &Global, select: &Selection, format: OutputFormat) -> Result<
     let runtime = super::runtime()?;
     let mut bronze: Vec<BronzeMetrics> = Vec::new();
     let result = runtime.block_on(async {
-        for table in &tables {
+        // Bronze tables depend on nothing but their sources: they run at the same time.
+        let landing: Vec<_> = tables.iter().filter(|t| t.layer == Layer::Bronze).collect();
+        let runs = landing.iter().map(|table| {
             let span = tracing::info_span!("table", run_id = %ctx.run_id, table = %table);
+            medallion_bronze::run(&pipeline, table, &ctx).instrument(span)
+        });
+        for outcome in futures::future::join_all(runs).await {
+            bronze.push(outcome?);
+        }
+        for table in tables.iter().filter(|t| t.layer != Layer::Bronze) {
             match table.layer {
-                Layer::Bronze => {
-                    let metrics = medallion_bronze::run(&pipeline, table, &ctx).instrument(span).await?;
-                    bronze.push(metrics);
-                }
+                Layer::Bronze => unreachable!("Bronze tables ran above"),
                 layer => {
                     return Err(Error::Other(format!(
                         "`{table}`: the {layer} layer cannot run in this build yet; run `--layer bronze`"

@@ -241,10 +241,14 @@ sources:
   elements:
     format: json_array
     columns: { id: string }
+  short:
+    format: ndjson
+    max_line_bytes: 16
 bronze:
   lines: {}
   records: {}
   elements: {}
+  short: {}
 "#;
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -259,7 +263,7 @@ fn every_bad_input_case_lands_or_is_quarantined_exactly() {
     let landing = tmp.path().join("landing");
     let root = tmp.path().join("lake");
     std::fs::write(tmp.path().join("layers.yaml"), FIXTURE_CONFIG).unwrap();
-    for dir in ["lines", "records", "elements"] {
+    for dir in ["lines", "records", "elements", "short"] {
         std::fs::create_dir_all(landing.join(dir)).unwrap();
     }
     // NDJSON: an empty file, a 10 MB line, a truncated gzip (two complete lines and a tail),
@@ -296,6 +300,13 @@ fn every_bad_input_case_lands_or_is_quarantined_exactly() {
     )
     .unwrap();
 
+    // A line longer than `max_line_bytes` (16): quarantined with its first 16 bytes.
+    std::fs::write(
+        landing.join("short/s.ndjson"),
+        b"{\"a\": 1}\n{\"a\": \"0123456789abcdef\"}\n",
+    )
+    .unwrap();
+
     let out = medallion(tmp.path())
         .args(["run", "--layer", "bronze", "--format", "json", "--root"])
         .arg(&root)
@@ -305,6 +316,21 @@ fn every_bad_input_case_lands_or_is_quarantined_exactly() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+
+    assert_eq!(
+        rows(
+            &root.join("bronze/_quarantine/short"),
+            "SELECT _source_line, CAST(_raw AS VARCHAR) AS raw, _error FROM t"
+        ),
+        [
+            "+--------------+------------------+----------------------------------------------------------------------------------+",
+            "| _source_line | raw              | _error                                                                           |",
+            "+--------------+------------------+----------------------------------------------------------------------------------+",
+            "| 2            | {\"a\": \"012345678 | line of 25 bytes is longer than max_line_bytes (16); its first 16 bytes are kept |",
+            "+--------------+------------------+----------------------------------------------------------------------------------+",
+        ]
+    );
+    assert_eq!(table(&report, "bronze.short")["rows"], 1);
 
     let lines = table(&report, "bronze.lines");
     let files: Vec<(String, i64, i64, i64)> = lines["files"]
