@@ -26,17 +26,14 @@ pub fn run(global: &Global, select: &Selection, format: OutputFormat) -> Result<
         for outcome in futures::future::join_all(runs).await {
             bronze.push(outcome?);
         }
-        for table in tables.iter().filter(|t| t.layer != Layer::Bronze) {
-            match table.layer {
-                Layer::Bronze => unreachable!("Bronze tables ran above"),
-                layer => {
-                    return Err(Error::Other(format!(
-                        "`{table}`: the {layer} layer cannot run in this build yet; run `--layer bronze`"
-                    )));
-                }
-            }
+        // Silver and Gold are not part of this build yet: say so at the first such table.
+        match tables.iter().find(|t| t.layer != Layer::Bronze) {
+            Some(table) => Err(Error::Other(format!(
+                "`{table}`: the {} layer cannot run in this build yet; run `--layer bronze`",
+                table.layer
+            ))),
+            None => Ok(()),
         }
-        Ok(())
     });
     match format {
         OutputFormat::Json => {
