@@ -95,11 +95,6 @@ impl<R: BufRead> LineReader<R> {
         }
     }
 
-    /// Number of the last line returned.
-    pub fn line_no(&self) -> i64 {
-        self.line_no
-    }
-
     /// The bytes of the line being read when an error stopped reading (a truncated tail).
     pub fn partial(&self) -> (&[u8], i64) {
         (&self.buf, self.line_no + 1)

@@ -14,7 +14,7 @@ use deltalake::arrow::record_batch::RecordBatch;
 use medallion_config::ColumnType;
 
 use crate::json::{self, Value, write_json_string};
-use crate::schema::{BronzeSchema, arrow_type, infer_json, quarantine_schema};
+use crate::schema::{BronzeSchema, infer_json, quarantine_schema};
 
 /// Per-run constants stamped on every row.
 #[derive(Debug, Clone)]
@@ -492,11 +492,6 @@ impl QuarantineBuilder {
             ],
         )
     }
-}
-
-/// The Arrow type of a column (re-exported for writers).
-pub fn column_type(kind: ColumnType) -> deltalake::arrow::datatypes::DataType {
-    arrow_type(kind)
 }
 
 #[cfg(test)]

@@ -44,8 +44,6 @@ pub struct BronzeSchema {
     columns: Vec<Column>,
     index: HashMap<String, usize>,
     lowercase: HashMap<String, usize>,
-    /// Number of data columns present when this schema was read or declared.
-    inferred_from: usize,
     /// Number of data columns before the metadata columns in the table's field order
     /// (columns added later come after the metadata columns).
     meta_at: usize,
@@ -62,7 +60,7 @@ impl BronzeSchema {
                 kind: kind.value,
             })
             .collect();
-        Self::from_columns(columns, usize::MAX, usize::MAX)
+        Self::from_columns(columns, usize::MAX)
     }
 
     /// The schema of an existing table (its Arrow schema), with the declared columns' types
@@ -82,10 +80,10 @@ impl BronzeSchema {
                 kind: kind_of(f),
             })
             .collect();
-        Self::from_columns(columns, usize::MAX, meta_at)
+        Self::from_columns(columns, meta_at)
     }
 
-    fn from_columns(columns: Vec<Column>, inferred_from: usize, meta_at: usize) -> Self {
+    fn from_columns(columns: Vec<Column>, meta_at: usize) -> Self {
         let index = columns
             .iter()
             .enumerate()
@@ -96,13 +94,11 @@ impl BronzeSchema {
             .enumerate()
             .map(|(i, c)| (c.name.to_ascii_lowercase(), i))
             .collect();
-        let inferred_from = inferred_from.min(columns.len());
         let meta_at = meta_at.min(columns.len());
         Self {
             columns,
             index,
             lowercase,
-            inferred_from,
             meta_at,
         }
     }
@@ -171,12 +167,6 @@ impl BronzeSchema {
         Ok(())
     }
 
-    /// Number of columns that were present when this schema was created (later ones were
-    /// inferred during this run).
-    pub fn initial_len(&self) -> usize {
-        self.inferred_from
-    }
-
     /// The Arrow schema of the Bronze table in the table's field order: the declared
     /// columns, the metadata columns, then columns added later.
     pub fn arrow(&self) -> SchemaRef {
@@ -185,14 +175,6 @@ impl BronzeSchema {
         fields.extend(metadata_fields());
         fields.extend(self.columns[self.meta_at..].iter().map(data));
         Arc::new(Schema::new(fields))
-    }
-
-    /// Where each data column sits in [`Self::arrow`], in column order.
-    pub fn arrow_positions(&self) -> Vec<usize> {
-        let meta = METADATA_COLUMNS.len();
-        (0..self.columns.len())
-            .map(|i| if i < self.meta_at { i } else { i + meta })
-            .collect()
     }
 
     /// Where the metadata columns start in [`Self::arrow`].
