@@ -336,6 +336,16 @@ impl Out<'_> {
         self.report.quarantined += 1;
     }
 
+    /// Ends reading early: the incomplete record read so far (if any) is quarantined with
+    /// the reason, which also becomes the file's error.
+    fn incomplete(&mut self, tail: &[u8], line: i64, what: &str, message: String) {
+        if !tail.is_empty() {
+            self.report.lines += 1;
+            self.quarantine(line, tail, &format!("incomplete last {what}: {message}"));
+        }
+        self.report.error = Some(message);
+    }
+
     fn maybe_flush(&mut self) -> Result<(), String> {
         if self.rows.len() >= BATCH_ROWS
             || self.rows.buffered_bytes() >= BATCH_BYTES
@@ -399,17 +409,7 @@ fn read_ndjson(
             }
             Err(e) => {
                 let (tail, tail_line) = lines.partial();
-                let message = read_error(&e);
-                if !tail.is_empty() {
-                    let tail = tail.to_vec();
-                    out.report.lines += 1;
-                    out.quarantine(
-                        tail_line,
-                        &tail,
-                        &format!("incomplete last line: {message}"),
-                    );
-                }
-                out.report.error = Some(message);
+                out.incomplete(tail, tail_line, "line", read_error(&e));
                 return Ok(());
             }
         }
@@ -461,16 +461,7 @@ fn read_json_array(
         let chunk = match input.fill_buf() {
             Ok(c) => c,
             Err(e) => {
-                let message = read_error(&e);
-                if !element.is_empty() {
-                    out.report.lines += 1;
-                    out.quarantine(
-                        index + 1,
-                        &element,
-                        &format!("incomplete last element: {message}"),
-                    );
-                }
-                out.report.error = Some(message);
+                out.incomplete(&element, index + 1, "element", read_error(&e));
                 return Ok(());
             }
         };
@@ -541,15 +532,7 @@ fn read_json_array(
     // An empty file holds no records; anything else must close its array.
     if state != State::Done && state != State::Start {
         let message = "the file ends before the array is closed (truncated?)".to_string();
-        if !element.is_empty() {
-            out.report.lines += 1;
-            out.quarantine(
-                index + 1,
-                &element,
-                &format!("incomplete last element: {message}"),
-            );
-        }
-        out.report.error = Some(message);
+        out.incomplete(&element, index + 1, "element", message);
     }
     Ok(())
 }

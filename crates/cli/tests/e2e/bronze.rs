@@ -4,10 +4,15 @@
 use std::path::Path;
 
 use crate::delta::{rows, scalar};
-use crate::{medallion, repo, stderr, stdout};
+use crate::{decompressed, files, medallion, repo, stderr, stdout};
 
 fn run_bronze(root: &Path, landing: &Path) -> serde_json::Value {
-    let out = medallion(&repo())
+    run_bronze_in(&repo(), root, landing)
+}
+
+/// Runs the Bronze layer of the `layers.yaml` in `cwd`; returns its JSON report.
+fn run_bronze_in(cwd: &Path, root: &Path, landing: &Path) -> serde_json::Value {
+    let out = medallion(cwd)
         .args(["run", "--layer", "bronze", "--format", "json", "--root"])
         .arg(root)
         .arg("--landing")
@@ -20,35 +25,18 @@ fn run_bronze(root: &Path, landing: &Path) -> serde_json::Value {
 
 /// Every JSON object line of the files under `dir`, read independently of the engine.
 fn raw_objects(dir: &Path) -> Vec<serde_json::Map<String, serde_json::Value>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let bytes = std::fs::read(&path).unwrap();
-            let text = if bytes.starts_with(&[0x1f, 0x8b]) {
-                let mut s = Vec::new();
-                std::io::Read::read_to_end(
-                    &mut flate2::read::MultiGzDecoder::new(&bytes[..]),
-                    &mut s,
-                )
-                .unwrap();
-                s
-            } else {
-                bytes
-            };
-            for line in text.split(|&b| b == b'\n') {
-                if let Ok(serde_json::Value::Object(o)) = serde_json::from_slice(line) {
-                    out.push(o);
-                }
-            }
-        }
-    }
-    out
+    files(dir)
+        .into_values()
+        .flat_map(|bytes| {
+            decompressed(bytes)
+                .split(|&b| b == b'\n')
+                .filter_map(|line| match serde_json::from_slice(line) {
+                    Ok(serde_json::Value::Object(o)) => Some(o),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 fn table<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
@@ -307,15 +295,7 @@ fn every_bad_input_case_lands_or_is_quarantined_exactly() {
     )
     .unwrap();
 
-    let out = medallion(tmp.path())
-        .args(["run", "--layer", "bronze", "--format", "json", "--root"])
-        .arg(&root)
-        .arg("--landing")
-        .arg(&landing)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let report = run_bronze_in(tmp.path(), &root, &landing);
 
     assert_eq!(
         rows(
@@ -686,15 +666,7 @@ fn parquet_sources_are_cast_to_declared_types_with_misfits_rescued() {
     writer.write(&batch).unwrap();
     writer.close().unwrap();
 
-    let out = medallion(tmp.path())
-        .args(["run", "--layer", "bronze", "--format", "json", "--root"])
-        .arg(&root)
-        .arg("--landing")
-        .arg(&landing)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let report = run_bronze_in(tmp.path(), &root, &landing);
     let orders = table(&report, "bronze.orders");
     assert_eq!(
         (
@@ -735,18 +707,7 @@ fn a_file_that_changes_after_ingestion_is_reported_not_ingested_again() {
     std::fs::write(tmp.path().join("layers.yaml"), config("report")).unwrap();
     let file = landing.join("lines/a.ndjson");
     std::fs::write(&file, b"{\"k\": 1}\n{\"k\": 2}\n").unwrap();
-    let run = || {
-        let out = medallion(tmp.path())
-            .args(["run", "--layer", "bronze", "--format", "json", "--root"])
-            .arg(&root)
-            .arg("--landing")
-            .arg(&landing)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-        table(&report, "bronze.lines").clone()
-    };
+    let run = || table(&run_bronze_in(tmp.path(), &root, &landing), "bronze.lines").clone();
     assert_eq!(run()["rows"], 2);
     std::fs::write(&file, b"{\"k\": 1}\n{\"k\": 2}\n{\"k\": 3}\n").unwrap();
 

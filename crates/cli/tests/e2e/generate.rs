@@ -1,30 +1,6 @@
 //! `medallion generate` through the binary: deterministic bytes, the landing layout.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
-use crate::{medallion, stderr, stdout};
-
-fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let rel = path
-                    .strip_prefix(dir)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                out.insert(rel, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    out
-}
+use crate::{decompressed, files, medallion, stderr, stdout};
 
 #[test]
 fn same_seed_same_bytes_and_the_landing_layout() {
@@ -63,18 +39,10 @@ fn same_seed_same_bytes_and_the_landing_layout() {
         .iter()
         .filter(|(k, _)| k.starts_with("events/"))
         .map(|(_, bytes)| {
-            let text = if bytes.starts_with(&[0x1f, 0x8b]) {
-                let mut s = Vec::new();
-                std::io::Read::read_to_end(
-                    &mut flate2::read::MultiGzDecoder::new(&bytes[..]),
-                    &mut s,
-                )
-                .unwrap();
-                s
-            } else {
-                bytes.clone()
-            };
-            text.iter().filter(|&&b| b == b'\n').count()
+            decompressed(bytes.clone())
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
         })
         .sum();
     assert_eq!(lines, 30000, "--events is the number of lines written");
