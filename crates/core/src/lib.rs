@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod faults;
+pub mod functions;
 pub mod pipeline;
 pub mod run;
 pub mod sql;
