@@ -15,6 +15,12 @@ use crate::names::{ColumnName, Layer, Name, TableRef};
 pub trait SqlAnalyzer {
     /// The tables the query reads, as written (e.g. `silver.events`), or why it does not parse.
     fn table_references(&self, sql: &str) -> Result<Vec<String>, SqlError>;
+
+    /// Further checks of the configuration's SQL against the schemas it implies (run only
+    /// when everything else is valid; `dag` gives the order). Default: none.
+    fn check(&self, _config: &Config, _dag: &Dag, _text: &str) -> Vec<Diagnostic> {
+        Vec::new()
+    }
 }
 
 /// A SQL problem, with its position inside the SQL text when known (1-based).
@@ -93,12 +99,19 @@ pub fn compile(config: &Config, sql: &dyn SqlAnalyzer, text: &str) -> (Dag, Vec<
     c.check_attribution();
     c.check_lineage();
     let order = c.order();
+    let mut out = c.out;
     let dag = Dag {
         order,
         upstream: c.upstream,
         sources: c.sources,
     };
-    (dag, c.out)
+    if !out
+        .iter()
+        .any(|d| d.severity == crate::diagnostic::Severity::Error)
+    {
+        out.extend(sql.check(config, &dag, text));
+    }
+    (dag, out)
 }
 
 struct Compiler<'a> {

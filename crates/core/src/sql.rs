@@ -2,7 +2,7 @@
 
 use deltalake::datafusion::sql::parser::DFParser;
 use deltalake::datafusion::sql::resolve::resolve_table_references;
-use medallion_config::{SqlAnalyzer, SqlError};
+use medallion_config::{Config, Dag, Diagnostic, SqlAnalyzer, SqlError};
 
 /// Reads table references with DataFusion's SQL parser (the dialect queries run in).
 #[derive(Debug, Default, Clone, Copy)]
@@ -25,6 +25,10 @@ impl SqlAnalyzer for DataFusionSql {
         let (tables, _ctes) =
             resolve_table_references(statement, true).map_err(|e| sql_error(&e.to_string()))?;
         Ok(tables.iter().map(|t| t.to_string()).collect())
+    }
+
+    fn check(&self, config: &Config, dag: &Dag, text: &str) -> Vec<Diagnostic> {
+        crate::expressions::check(config, dag, text)
     }
 }
 

@@ -1,0 +1,245 @@
+//! Plans the SQL of Silver tables with DataFusion during validation: every column expression
+//! (in order, each seeing the Bronze columns, the lookups and the columns above it), every
+//! lookup key and match, and every expectation (which must be boolean), against the schemas the
+//! configuration implies. Errors point at the expression in `layers.yaml`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use deltalake::arrow::datatypes::{DataType, Field, TimeUnit};
+use deltalake::datafusion::common::{DFSchema, TableReference};
+use deltalake::datafusion::logical_expr::ExprSchemable;
+use deltalake::datafusion::prelude::SessionContext;
+use medallion_config::compile::sql_position;
+use medallion_config::{
+    ColumnType, Config, Dag, Diagnostic, Layer, Located, SilverTable, TableRef,
+};
+
+/// The Arrow type of a declared Bronze column type.
+pub fn arrow_type(kind: ColumnType) -> DataType {
+    match kind {
+        ColumnType::String | ColumnType::Json => DataType::Utf8,
+        ColumnType::Boolean => DataType::Boolean,
+        ColumnType::Int => DataType::Int32,
+        ColumnType::Long => DataType::Int64,
+        ColumnType::Double => DataType::Float64,
+        ColumnType::Date => DataType::Date32,
+        ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+    }
+}
+
+/// The Bronze metadata columns and their types.
+fn bronze_metadata() -> Vec<(&'static str, DataType)> {
+    vec![
+        ("_rescued", DataType::Utf8),
+        ("_source_file", DataType::Utf8),
+        ("_source_line", DataType::Int64),
+        (
+            "_ingested_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        ),
+        ("_run_id", DataType::Utf8),
+    ]
+}
+
+/// Columns in order, each possibly qualified (lookups).
+type Columns = Vec<(Option<String>, String, DataType)>;
+
+fn df_schema(columns: &Columns) -> Result<DFSchema, String> {
+    let fields: Vec<(Option<TableReference>, Arc<Field>)> = columns
+        .iter()
+        .map(|(q, name, t)| {
+            (
+                q.as_ref().map(|q| TableReference::bare(q.clone())),
+                Arc::new(Field::new(name, t.clone(), true)),
+            )
+        })
+        .collect();
+    DFSchema::new_with_metadata(fields, HashMap::new()).map_err(|e| e.to_string())
+}
+
+/// Replaces (or adds) an unqualified column.
+fn set_column(columns: &mut Columns, name: &str, data_type: DataType) {
+    match columns
+        .iter_mut()
+        .find(|(q, n, _)| q.is_none() && n == name)
+    {
+        Some(slot) => slot.2 = data_type,
+        None => columns.push((None, name.to_string(), data_type)),
+    }
+}
+
+/// Checks every Silver table's SQL; returns diagnostics located in the YAML.
+pub fn check(config: &Config, dag: &Dag, text: &str) -> Vec<Diagnostic> {
+    let mut ctx = SessionContext::new();
+    if let Err(e) = crate::functions::register(&mut ctx) {
+        return vec![Diagnostic::error(
+            Default::default(),
+            "",
+            format!("engine functions: {e}"),
+        )];
+    }
+    let mut out = Vec::new();
+    // Output columns of Silver tables planned so far, for lookups.
+    let mut silver_outputs: BTreeMap<String, Columns> = BTreeMap::new();
+    for table in dag.layer(Layer::Silver) {
+        let Some((name, def)) = config.silver.iter().find(|(k, _)| k.value == table.name) else {
+            continue;
+        };
+        let (columns, diagnostics) = plan_table(
+            &ctx,
+            config,
+            dag,
+            def,
+            &silver_outputs,
+            text,
+            &format!("silver.{name}"),
+        );
+        out.extend(diagnostics);
+        if let Some(columns) = columns {
+            silver_outputs.insert(name.value.as_str().to_string(), columns);
+        }
+    }
+    out
+}
+
+/// Plans one Silver table; returns its written columns.
+fn plan_table(
+    ctx: &SessionContext,
+    config: &Config,
+    dag: &Dag,
+    def: &SilverTable,
+    silver: &BTreeMap<String, Columns>,
+    text: &str,
+    path: &str,
+) -> (Option<Columns>, Vec<Diagnostic>) {
+    let mut problems = Vec::new();
+    let error = |expr: &Located<String>, at: &str, message: String| {
+        let loc = sql_position(expr, text, None, None);
+        Diagnostic::error(loc, format!("{path}.{at}"), message)
+    };
+    // The Bronze input: declared source columns and the metadata columns.
+    let bronze: &TableRef = &def.from.value;
+    let source = dag
+        .source_of(bronze)
+        .and_then(|s| config.sources.iter().find(|(k, _)| k.value == *s))
+        .map(|(_, s)| s);
+    let mut columns: Columns = source
+        .map(|s| {
+            s.columns
+                .iter()
+                .map(|(n, t)| (None, n.as_str().to_string(), arrow_type(t.value)))
+                .collect()
+        })
+        .unwrap_or_default();
+    columns.extend(
+        bronze_metadata()
+            .into_iter()
+            .map(|(n, t)| (None, n.to_string(), t)),
+    );
+    let infers = source.is_some_and(|s| s.infer_undeclared);
+    // Lookups: the dimension's columns, qualified by the lookup's name.
+    for (lookup, spec) in def.lookups.iter() {
+        let Some(dimension) = silver.get(spec.table.name.as_str()) else {
+            continue;
+        };
+        let dim_schema = match df_schema(dimension) {
+            Ok(s) => s,
+            Err(e) => return (None, vec![Diagnostic::error(spec.table.loc, path, e)]),
+        };
+        if let Err(e) = ctx.parse_sql_expr(&spec.key.value, &dim_schema) {
+            problems.push(error(
+                &spec.key,
+                &format!("lookups.{lookup}.key"),
+                format!("lookup key does not plan: {e}"),
+            ));
+        }
+        // A lookup is one struct-typed column named after it, so `fx.usd_per_unit` reads a
+        // field of it and never collides with the row's own columns.
+        let fields: Vec<Field> = dimension
+            .iter()
+            .map(|(_, n, t)| Field::new(n, t.clone(), true))
+            .collect();
+        columns.push((
+            None,
+            lookup.as_str().to_string(),
+            DataType::Struct(fields.into()),
+        ));
+    }
+    for (lookup, spec) in def.lookups.iter() {
+        let schema = match df_schema(&columns) {
+            Ok(s) => s,
+            Err(e) => return (None, vec![Diagnostic::error(spec.match_expr.loc, path, e)]),
+        };
+        if let Err(e) = ctx.parse_sql_expr(&spec.match_expr.value, &schema) {
+            problems.push(error(
+                &spec.match_expr,
+                &format!("lookups.{lookup}.match"),
+                format!("lookup match does not plan: {e}"),
+            ));
+        }
+    }
+    // Columns, in order.
+    let mut written: Columns = Vec::new();
+    for (name, column) in def.columns.iter() {
+        let schema = match df_schema(&columns) {
+            Ok(s) => s,
+            Err(e) => return (None, vec![Diagnostic::error(column.expr.loc, path, e)]),
+        };
+        let planned = ctx
+            .parse_sql_expr(&column.expr.value, &schema)
+            .and_then(|expr| expr.get_type(&schema));
+        match planned {
+            Ok(data_type) => {
+                set_column(&mut columns, name.as_str(), data_type.clone());
+                if column.keep {
+                    written.push((None, name.as_str().to_string(), data_type));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                let undeclared = infers && message.contains("No field named");
+                let d = error(
+                    &column.expr,
+                    &format!("columns.{name}"),
+                    format!("column expression does not plan: {message}"),
+                );
+                problems.push(if undeclared {
+                    Diagnostic { severity: medallion_config::Severity::Warning, ..d }
+                        .with_help("if the column is inferred from the data (not declared in the source), this is checked at run time")
+                } else {
+                    d
+                });
+                // Keep going with the column typed as text, so later columns can be checked.
+                set_column(&mut columns, name.as_str(), DataType::Utf8);
+            }
+        }
+    }
+    // Expectations: boolean predicates over the computed row.
+    let schema = match df_schema(&columns) {
+        Ok(s) => s,
+        Err(e) => return (None, vec![Diagnostic::error(Default::default(), path, e)]),
+    };
+    for (rule, expectation) in def.expectations.iter() {
+        match ctx
+            .parse_sql_expr(&expectation.expr.value, &schema)
+            .and_then(|e| e.get_type(&schema))
+        {
+            Ok(DataType::Boolean | DataType::Null) => {}
+            Ok(other) => problems.push(error(
+                &expectation.expr,
+                &format!("expectations.{rule}.expr"),
+                format!("an expectation must be a boolean predicate, this one is {other}"),
+            )),
+            Err(e) => problems.push(error(
+                &expectation.expr,
+                &format!("expectations.{rule}.expr"),
+                format!("expectation does not plan: {e}"),
+            )),
+        }
+    }
+    let failed = problems
+        .iter()
+        .any(|d| d.severity == medallion_config::Severity::Error);
+    ((!failed).then_some(written), problems)
+}
