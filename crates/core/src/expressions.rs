@@ -7,12 +7,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use deltalake::arrow::datatypes::{DataType, Field, TimeUnit};
+use deltalake::datafusion::catalog::MemorySchemaProvider;
 use deltalake::datafusion::common::{DFSchema, TableReference};
+use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::logical_expr::ExprSchemable;
 use deltalake::datafusion::prelude::SessionContext;
 use medallion_config::compile::sql_position;
 use medallion_config::{
-    ColumnType, Config, Dag, Diagnostic, Layer, Located, SilverTable, TableRef,
+    Builtin, ColumnType, Config, Dag, Diagnostic, Layer, Located, SilverTable, TableRef,
 };
 
 /// The Arrow type of a declared Bronze column type.
@@ -80,7 +82,7 @@ pub fn check(config: &Config, dag: &Dag, text: &str) -> Vec<Diagnostic> {
         )];
     }
     let mut out = Vec::new();
-    // Output columns of Silver tables planned so far, for lookups.
+    // Output columns of Silver tables planned so far, for lookups and Gold models.
     let mut silver_outputs: BTreeMap<String, Columns> = BTreeMap::new();
     for table in dag.layer(Layer::Silver) {
         let Some((name, def)) = config.silver.iter().find(|(k, _)| k.value == table.name) else {
@@ -98,6 +100,145 @@ pub fn check(config: &Config, dag: &Dag, text: &str) -> Vec<Diagnostic> {
         out.extend(diagnostics);
         if let Some(columns) = columns {
             silver_outputs.insert(name.value.as_str().to_string(), columns);
+        }
+    }
+    let planned_all_silver = silver_outputs.len() == config.silver.len();
+    if planned_all_silver {
+        out.extend(check_gold(&ctx, config, dag, &silver_outputs, text));
+    }
+    out
+}
+
+/// The columns of a built-in Gold model.
+pub fn builtin_columns(builtin: Builtin) -> Vec<(&'static str, DataType)> {
+    use DataType::{Date32, Float64, Int64, Utf8};
+    match builtin {
+        Builtin::CampaignDaily => vec![
+            ("date", Date32),
+            ("campaign_id", Utf8),
+            ("impressions", Int64),
+            ("clicks", Int64),
+            ("spend_usd", Float64),
+            ("conversions", Int64),
+            ("revenue_usd", Float64),
+            ("ctr", Float64),
+            ("cpc", Float64),
+            ("cpm", Float64),
+            ("conversion_rate", Float64),
+            ("cpa", Float64),
+            ("roas", Float64),
+            ("roi", Float64),
+        ],
+        Builtin::ChannelCac => vec![
+            ("month", Date32),
+            ("channel", Utf8),
+            ("new_customers", Int64),
+            ("spend_usd", Float64),
+            ("cac", Float64),
+        ],
+        Builtin::Attribution => vec![
+            ("date", Date32),
+            ("model", Utf8),
+            ("channel", Utf8),
+            ("campaign_id", Utf8),
+            ("conversions", Float64),
+            ("revenue_usd", Float64),
+        ],
+    }
+}
+
+/// Registers an empty table of `fields` as `layer.name`.
+fn register_empty(
+    ctx: &SessionContext,
+    layer: &str,
+    name: &str,
+    fields: Vec<Field>,
+) -> Result<(), String> {
+    let schema = Arc::new(deltalake::arrow::datatypes::Schema::new(fields));
+    let table = MemTable::try_new(schema, vec![vec![]]).map_err(|e| e.to_string())?;
+    ctx.register_table(format!("{layer}.{name}"), Arc::new(table))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Plans every Gold SQL model, in DAG order, against the Silver and Gold schemas.
+fn check_gold(
+    ctx: &SessionContext,
+    config: &Config,
+    dag: &Dag,
+    silver: &BTreeMap<String, Columns>,
+    text: &str,
+) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let catalog = ctx
+        .catalog("datafusion")
+        .expect("the default catalog exists");
+    for layer in ["silver", "gold"] {
+        let _ = catalog.register_schema(layer, Arc::new(MemorySchemaProvider::new()));
+    }
+    for (name, columns) in silver {
+        let mut fields: Vec<Field> = columns
+            .iter()
+            .map(|(_, n, t)| Field::new(n, t.clone(), true))
+            .collect();
+        fields.push(Field::new("_source_file", DataType::Utf8, true));
+        fields.push(Field::new("_source_line", DataType::Int64, true));
+        fields.push(Field::new("_bronze_version", DataType::Int64, true));
+        if let Err(e) = register_empty(ctx, "silver", name, fields) {
+            out.push(Diagnostic::error(
+                Default::default(),
+                format!("silver.{name}"),
+                e,
+            ));
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(r) => r,
+        Err(e) => return vec![Diagnostic::error(Default::default(), "", e.to_string())],
+    };
+    for table in dag.layer(Layer::Gold) {
+        let Some((name, def)) = config.gold.iter().find(|(k, _)| k.value == table.name) else {
+            continue;
+        };
+        let fields: Vec<Field> = match (&def.builtin, &def.sql) {
+            (Some(b), _) => builtin_columns(b.value)
+                .into_iter()
+                .map(|(n, t)| Field::new(n, t, true))
+                .collect(),
+            (None, Some(sql)) => {
+                match runtime.block_on(ctx.state().create_logical_plan(&sql.value)) {
+                    Ok(plan) => plan
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.as_ref().clone().with_nullable(true))
+                        .collect(),
+                    Err(e) => {
+                        let loc = sql_position(sql, text, None, None);
+                        out.push(Diagnostic::error(
+                            loc,
+                            format!("gold.{name}.sql"),
+                            format!("SQL does not plan: {e}"),
+                        ));
+                        continue;
+                    }
+                }
+            }
+            (None, None) => continue,
+        };
+        if let Some(missing) = def
+            .key
+            .iter()
+            .find(|k| !fields.iter().any(|f| f.name() == k.as_str()))
+        {
+            out.push(Diagnostic::error(
+                missing.loc,
+                format!("gold.{name}.key"),
+                format!("key column `{missing}` is not a column of the model"),
+            ));
+        }
+        if let Err(e) = register_empty(ctx, "gold", name.as_str(), fields) {
+            out.push(Diagnostic::error(name.loc, format!("gold.{name}"), e));
         }
     }
     out
