@@ -63,6 +63,17 @@ pub enum OutputFormat {
     Json,
 }
 
+/// Formats of query results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueryFormat {
+    /// An aligned text table.
+    Table,
+    /// CSV with a header line.
+    Csv,
+    /// One JSON object per row.
+    Json,
+}
+
 /// Formats of the DAG.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PlanFormat {
@@ -113,6 +124,18 @@ pub enum Command {
         #[arg(long, default_value_t = 250_000)]
         events_per_file: u64,
     },
+    /// SQL (DataFusion dialect) over every table: `bronze.x`, `silver.x`, `gold.x`, and the
+    /// quarantines as `bronze_quarantine.x`, `silver_quarantine.x`.
+    Query {
+        /// The query.
+        sql: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+        format: QueryFormat,
+        /// Read a table as of a version (time travel): `layer.table=VERSION`; repeatable.
+        #[arg(long = "as-of", value_name = "LAYER.TABLE=VERSION")]
+        versions: Vec<String>,
+    },
     /// Print the JSON Schema of layers.yaml.
     Schema,
 }
@@ -130,4 +153,14 @@ pub struct Selection {
 
 fn parse_layer(s: &str) -> Result<Layer, String> {
     s.parse()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -1,6 +1,7 @@
 //! Shared runtime of the medallion engine: configuration loading with SQL analysis, storage
 //! locations, errors. The layer crates (bronze, silver, gold) build on it.
 
+pub mod catalog;
 pub mod error;
 pub mod expressions;
 pub mod faults;

@@ -2,6 +2,7 @@
 
 mod generate;
 mod plan;
+mod query;
 mod run;
 mod validate;
 
@@ -22,6 +23,11 @@ pub fn run(cli: Cli) -> u8 {
             out,
             events_per_file,
         } => generate::run(events, seed, &out, events_per_file),
+        Command::Query {
+            sql,
+            format,
+            versions,
+        } => query::run(&cli.global, &sql, format, &versions),
         Command::Schema => {
             print!("{}", medallion_config::json_schema());
             Ok(())

@@ -154,6 +154,39 @@ fn generated_data_lands_exactly_once_with_every_line_accounted_for() {
     );
     assert_eq!(table(&first, "bronze.fx_rates")["rows"], 4);
 
+    // `query` reads the same tables, now or as of an earlier version.
+    let query = |args: &[&str]| {
+        let out = medallion(&repo())
+            .arg("query")
+            .args(args)
+            .arg("--root")
+            .arg(&root)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let counted = query(&[
+        "SELECT count(*) AS n FROM bronze.events",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(counted.trim(), format!("{{\"n\":{rows_written}}}"));
+    let at_creation = query(&[
+        "SELECT count(*) AS n FROM bronze.events",
+        "--format",
+        "csv",
+        "--as-of",
+        "bronze.events=0",
+    ]);
+    assert_eq!(at_creation, "n\n0\n");
+    let quarantined_csv = query(&[
+        "SELECT count(*) AS q FROM bronze_quarantine.events",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(quarantined_csv, format!("q\n{quarantined}\n"));
+
     // A second run finds everything ingested.
     let second = run_bronze(&root, &landing);
     for t in second["bronze"].as_array().unwrap() {
