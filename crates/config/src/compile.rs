@@ -184,6 +184,18 @@ impl Compiler<'_> {
                         .help = Some("write a relative folder such as `events/`; the landing prefix itself is `storage.landing`".into());
                 }
             }
+            for (what, c) in [
+                ("delimiter", source.csv.delimiter),
+                ("quote", source.csv.quote),
+            ] {
+                if !c.is_ascii() {
+                    self.error(
+                        source.format.loc,
+                        format!("sources.{name}.csv.{what}"),
+                        format!("the CSV {what} `{c}` is not an ASCII character"),
+                    );
+                }
+            }
             let mut seen = BTreeSet::new();
             for (column, _) in source.columns.iter() {
                 if column.as_str().starts_with('_') {

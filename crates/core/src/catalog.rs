@@ -1,6 +1,7 @@
 //! A DataFusion session over the lakehouse: every existing table registered as `bronze.x`,
 //! `silver.x`, `gold.x` (quarantines as `bronze_quarantine.x`, `silver_quarantine.x`), with the
-//! engine functions; any table can be read as of an earlier version.
+//! engine functions, and the run log as `_system.runs`; any table can be read as of an earlier
+//! version.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub async fn session(
         "gold",
         "bronze_quarantine",
         "silver_quarantine",
+        "_system",
     ] {
         catalog
             .register_schema(schema, Arc::new(MemorySchemaProvider::new()))
@@ -57,6 +59,7 @@ pub async fn session(
             ));
         }
     }
+    tables.push(("_system.runs".to_string(), pipeline.locations.runs(), None));
     for (name, url, version) in tables {
         let Some(mut table) = open_existing(&url).await? else {
             if version.is_some() {

@@ -8,6 +8,7 @@ pub mod faults;
 pub mod functions;
 pub mod pipeline;
 pub mod run;
+pub mod runlog;
 pub mod sql;
 pub mod storage;
 pub mod table;

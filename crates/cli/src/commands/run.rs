@@ -2,8 +2,10 @@
 
 use std::fmt::Write as _;
 
+use futures::FutureExt;
 use medallion_bronze::BronzeMetrics;
 use medallion_config::Layer;
+use medallion_core::runlog::{self, RunRecord};
 use medallion_core::{Error, RunContext};
 use tracing::Instrument;
 
@@ -21,11 +23,29 @@ pub fn run(global: &Global, select: &Selection, format: OutputFormat) -> Result<
         let landing: Vec<_> = tables.iter().filter(|t| t.layer == Layer::Bronze).collect();
         let runs = landing.iter().map(|table| {
             let span = tracing::info_span!("table", run_id = %ctx.run_id, table = %table);
-            medallion_bronze::run(&pipeline, table, &ctx).instrument(span)
+            let started = chrono::Utc::now();
+            medallion_bronze::run(&pipeline, table, &ctx)
+                .instrument(span)
+                .map(move |outcome| (*table, started, outcome))
         });
-        for outcome in futures::future::join_all(runs).await {
-            bronze.push(outcome?);
+        let mut records = Vec::new();
+        let mut first_error = None;
+        for (table, started, outcome) in futures::future::join_all(runs).await {
+            records.push(bronze_record(&pipeline, &ctx, table, started, &outcome));
+            match outcome {
+                Ok(metrics) => bronze.push(metrics),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
         }
+        // The run log records failures too; a failure to write it is reported, after the
+        // table errors.
+        let logged = medallion_core::runlog::append(&pipeline, &ctx, &records).await;
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        logged?;
         // Silver and Gold are not part of this build yet: say so at the first such table.
         match tables.iter().find(|t| t.layer != Layer::Bronze) {
             Some(table) => Err(Error::Other(format!(
@@ -46,6 +66,53 @@ pub fn run(global: &Global, select: &Selection, format: OutputFormat) -> Result<
         OutputFormat::Text => print!("{}", summary(&ctx.run_id, &bronze)),
     }
     result
+}
+
+/// The run-log row of one Bronze table run.
+fn bronze_record(
+    pipeline: &medallion_core::Pipeline,
+    ctx: &RunContext,
+    table: &medallion_config::TableRef,
+    started: chrono::DateTime<chrono::Utc>,
+    outcome: &Result<BronzeMetrics, Error>,
+) -> RunRecord {
+    let config = pipeline
+        .config
+        .bronze
+        .iter()
+        .find(|(k, _)| k.value == table.name)
+        .map(|(_, v)| v);
+    let source = pipeline
+        .dag
+        .source_of(table)
+        .and_then(|s| pipeline.config.sources.iter().find(|(k, _)| k.value == *s))
+        .map(|(_, v)| v);
+    let (status, error, m) = match outcome {
+        Ok(m) => ("succeeded", None, Some(m)),
+        Err(e) => ("failed", Some(e.to_string()), None),
+    };
+    let count =
+        |f: fn(&BronzeMetrics) -> u64| m.map_or(0, |m| i64::try_from(f(m)).unwrap_or(i64::MAX));
+    RunRecord {
+        run_id: ctx.run_id.clone(),
+        layer: table.layer.to_string(),
+        table: table.to_string(),
+        status: status.to_string(),
+        error,
+        started_at: started,
+        finished_at: chrono::Utc::now(),
+        inputs: serde_json::json!({ "files": m.map(|m| m.files.iter().map(|f| f.path.clone()).collect::<Vec<_>>()) }).to_string(),
+        output_version: m.and_then(|m| m.version).and_then(|v| i64::try_from(v).ok()),
+        rows_read: count(|m| m.lines),
+        rows_written: count(|m| m.rows),
+        rows_quarantined: count(|m| m.quarantined),
+        rows_dropped: "{}".to_string(),
+        duplicates_removed: 0,
+        schema_changes: serde_json::json!(m.map(|m| m.new_columns.clone()).unwrap_or_default()).to_string(),
+        config_fingerprint: runlog::fingerprint(&(source, config)),
+        engine_version: medallion_core::run::ENGINE_VERSION.to_string(),
+        host: runlog::host(),
+    }
 }
 
 fn summary(run_id: &str, bronze: &[BronzeMetrics]) -> String {

@@ -194,6 +194,29 @@ fn generated_data_lands_exactly_once_with_every_line_accounted_for() {
         assert_eq!(t["files"].as_array().unwrap().len(), 0);
     }
     assert_eq!(table(&second, "bronze.events")["already_ingested"], 4);
+
+    // The run log has one row per table run, with the counts of the report.
+    let runs = root.join("_system/runs");
+    assert_eq!(
+        scalar(&runs, "SELECT count(*) FROM t WHERE status = 'succeeded'"),
+        8
+    );
+    assert_eq!(scalar(&runs, "SELECT count(DISTINCT run_id) FROM t"), 2);
+    assert_eq!(
+        scalar(
+            &runs,
+            "SELECT max(rows_written) FROM t WHERE \"table\" = 'bronze.events'"
+        ),
+        rows_written
+    );
+    assert_eq!(
+        scalar(
+            &runs,
+            "SELECT sum(rows_written + rows_quarantined - rows_read) FROM t"
+        ),
+        0,
+        "rows + quarantined = lines read, in every run"
+    );
     assert_eq!(
         scalar(&bronze_events, "SELECT count(*) FROM t"),
         rows_written
@@ -776,4 +799,43 @@ fn a_file_that_changes_after_ingestion_is_reported_not_ingested_again() {
         5
     );
     assert_eq!(run()["rows"], 0, "and only once");
+}
+
+#[test]
+fn a_failed_table_run_is_in_the_run_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let landing = tmp.path().join("landing");
+    let root = tmp.path().join("lake");
+    std::fs::create_dir_all(landing.join("orders")).unwrap();
+    std::fs::write(landing.join("orders/o.parquet"), b"this is not parquet").unwrap();
+    std::fs::write(
+        tmp.path().join("layers.yaml"),
+        "version: 1\npipeline: p\nsources:\n  orders:\n    format: parquet\nbronze:\n  orders: {}\n",
+    )
+    .unwrap();
+    let out = medallion(tmp.path())
+        .args(["run", "--layer", "bronze", "--root"])
+        .arg(&root)
+        .arg("--landing")
+        .arg(&landing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a readable Parquet file"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        scalar(
+            &root.join("_system/runs"),
+            "SELECT count(*) FROM t WHERE status = 'failed' AND \"table\" = 'bronze.orders' AND error LIKE '%orders/o.parquet%'"
+        ),
+        1
+    );
+    assert_eq!(
+        scalar(&root.join("bronze/orders"), "SELECT count(*) FROM t"),
+        0,
+        "nothing committed"
+    );
 }
