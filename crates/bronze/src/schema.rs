@@ -183,18 +183,7 @@ impl BronzeSchema {
     }
 }
 
-/// The Arrow type of a Bronze column type.
-pub fn arrow_type(kind: ColumnType) -> DataType {
-    match kind {
-        ColumnType::String | ColumnType::Json => DataType::Utf8,
-        ColumnType::Boolean => DataType::Boolean,
-        ColumnType::Int => DataType::Int32,
-        ColumnType::Long => DataType::Int64,
-        ColumnType::Double => DataType::Float64,
-        ColumnType::Date => DataType::Date32,
-        ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-    }
-}
+pub use medallion_core::expressions::arrow_type;
 
 fn data_field(name: &str, kind: ColumnType) -> Field {
     let field = Field::new(name, arrow_type(kind), true);
