@@ -136,6 +136,17 @@ pub enum Command {
         #[arg(long = "as-of", value_name = "LAYER.TABLE=VERSION")]
         versions: Vec<String>,
     },
+    /// Runs from the run log and, for one table, its commits with the run that made each.
+    History {
+        /// Only this table (`layer.table`), with its Delta commits.
+        table: Option<String>,
+        /// Newest entries shown.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
     /// Print the JSON Schema of layers.yaml.
     Schema,
 }

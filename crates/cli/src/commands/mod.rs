@@ -1,6 +1,7 @@
 //! One module per command; each returns the process exit code.
 
 mod generate;
+mod history;
 mod plan;
 mod query;
 mod run;
@@ -28,6 +29,11 @@ pub fn run(cli: Cli) -> u8 {
             format,
             versions,
         } => query::run(&cli.global, &sql, format, &versions),
+        Command::History {
+            table,
+            limit,
+            format,
+        } => history::run(&cli.global, table.as_deref(), limit, format),
         Command::Schema => {
             print!("{}", medallion_config::json_schema());
             Ok(())

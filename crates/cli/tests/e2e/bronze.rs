@@ -217,6 +217,35 @@ fn generated_data_lands_exactly_once_with_every_line_accounted_for() {
         0,
         "rows + quarantined = lines read, in every run"
     );
+
+    // `history` shows both runs and the commit each made, with its run id.
+    let history = medallion(&repo())
+        .args(["history", "bronze.events", "--format", "json", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert_eq!(history.status.code(), Some(0), "{}", stderr(&history));
+    let history: serde_json::Value = serde_json::from_str(&stdout(&history)).unwrap();
+    let run_ids: Vec<&str> = history["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        run_ids,
+        [
+            second["run_id"].as_str().unwrap(),
+            first["run_id"].as_str().unwrap()
+        ]
+    );
+    let commits = history["commits"].as_array().unwrap();
+    assert_eq!(
+        commits[0]["run_id"], first["run_id"],
+        "the newest commit was made by the first run"
+    );
+    assert_eq!(commits[0]["files"], 4);
+    assert_eq!(commits.last().unwrap()["operation"], "CREATE TABLE");
     assert_eq!(
         scalar(&bronze_events, "SELECT count(*) FROM t"),
         rows_written
