@@ -4,8 +4,6 @@
 //! recorded in the Delta log itself: one application transaction per file, whose app id
 //! names the file and whose version is a fingerprint of its size and ETag.
 
-use std::hash::{Hash, Hasher};
-
 use deltalake::{DeltaTable, ObjectMeta, ObjectStore, Path};
 use futures::TryStreamExt;
 use medallion_core::table::transaction_version;
@@ -35,31 +33,12 @@ impl LandingFile {
     /// A fingerprint of the file's content identity (size and ETag), as a Delta
     /// transaction version (non-negative).
     pub fn fingerprint(&self) -> i64 {
-        let mut h = Fnv64::default();
-        self.size.hash(&mut h);
-        self.e_tag.hash(&mut h);
-        (h.finish() >> 1) as i64
-    }
-}
-
-/// FNV-1a: a fixed hash, stable across builds and platforms (std's hasher is not).
-struct Fnv64(u64);
-
-impl Default for Fnv64 {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv64 {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        let mut bytes = self.size.to_le_bytes().to_vec();
+        if let Some(e_tag) = &self.e_tag {
+            bytes.push(b'/');
+            bytes.extend_from_slice(e_tag.as_bytes());
         }
+        (medallion_core::columns::fnv64(&bytes) >> 1) as i64
     }
 }
 

@@ -469,9 +469,7 @@ fn read_json_array(
             break;
         }
         let n = chunk.len();
-        let chunk = chunk.to_vec();
-        input.consume(n);
-        for &b in &chunk {
+        for (at, &b) in chunk.iter().enumerate() {
             match state {
                 State::Start | State::Done if b.is_ascii_whitespace() => {}
                 State::Start if b == b'[' => state = State::BeforeElement,
@@ -484,7 +482,7 @@ fn read_json_array(
                     out.report.lines += 1;
                     out.quarantine(
                         index + 1,
-                        &chunk[..chunk.len().min(max)],
+                        &chunk[at..chunk.len().min(at + max)],
                         &format!("not a JSON array: the file {what}"),
                     );
                     out.report.error = Some(format!("not a JSON array: the file {what}"));
@@ -527,6 +525,7 @@ fn read_json_array(
                 }
             }
         }
+        input.consume(n);
         out.maybe_flush()?;
     }
     // An empty file holds no records; anything else must close its array.

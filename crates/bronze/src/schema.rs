@@ -7,23 +7,14 @@ use std::sync::Arc;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use medallion_config::{ColumnType, Source};
 
-/// `_rescued`: values that did not fit their column, as a JSON object keyed by field name.
-pub const RESCUED: &str = "_rescued";
-/// `_source_file`: the landed file, relative to the landing prefix.
-pub const SOURCE_FILE: &str = "_source_file";
-/// `_source_line`: 1-based line (NDJSON), record start line (CSV), element or row index.
-pub const SOURCE_LINE: &str = "_source_line";
-/// `_ingested_at`: when the run started (UTC).
-pub const INGESTED_AT: &str = "_ingested_at";
-/// `_run_id`: the run that ingested the row.
-pub const RUN_ID: &str = "_run_id";
+pub use medallion_core::columns::{INGESTED_AT, RESCUED, RUN_ID, SOURCE_FILE, SOURCE_LINE};
 /// Quarantine: the record's bytes.
 pub const RAW: &str = "_raw";
 /// Quarantine: why the record could not be read.
 pub const ERROR: &str = "_error";
 
 /// Metadata columns of every Bronze table, after the declared columns.
-pub const METADATA_COLUMNS: [&str; 5] = [RESCUED, SOURCE_FILE, SOURCE_LINE, INGESTED_AT, RUN_ID];
+pub use medallion_core::columns::BRONZE_METADATA as METADATA_COLUMNS;
 
 /// Arrow field metadata key recording a column's Bronze type where Arrow alone is ambiguous
 /// (`json` and `string` are both UTF-8).
@@ -219,17 +210,7 @@ fn kind_of(field: &Field) -> ColumnType {
 
 /// The metadata columns, in order.
 pub fn metadata_fields() -> Vec<Field> {
-    vec![
-        Field::new(RESCUED, DataType::Utf8, true),
-        Field::new(SOURCE_FILE, DataType::Utf8, false),
-        Field::new(SOURCE_LINE, DataType::Int64, false),
-        Field::new(
-            INGESTED_AT,
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            false,
-        ),
-        Field::new(RUN_ID, DataType::Utf8, false),
-    ]
+    medallion_core::columns::bronze_metadata_fields()
 }
 
 /// The schema of a Bronze quarantine table.

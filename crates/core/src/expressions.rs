@@ -30,20 +30,6 @@ pub fn arrow_type(kind: ColumnType) -> DataType {
     }
 }
 
-/// The Bronze metadata columns and their types.
-fn bronze_metadata() -> Vec<(&'static str, DataType)> {
-    vec![
-        ("_rescued", DataType::Utf8),
-        ("_source_file", DataType::Utf8),
-        ("_source_line", DataType::Int64),
-        (
-            "_ingested_at",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        ),
-        ("_run_id", DataType::Utf8),
-    ]
-}
-
 /// Columns in order, each possibly qualified (lookups).
 type Columns = Vec<(Option<String>, String, DataType)>;
 
@@ -274,9 +260,9 @@ fn plan_table(
         })
         .unwrap_or_default();
     columns.extend(
-        bronze_metadata()
+        crate::columns::bronze_metadata_fields()
             .into_iter()
-            .map(|(n, t)| (None, n.to_string(), t)),
+            .map(|f| (None, f.name().clone(), f.data_type().clone())),
     );
     let infers = source.is_some_and(|s| s.infer_undeclared);
     // Lookups: the dimension's columns, qualified by the lookup's name.

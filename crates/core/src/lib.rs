@@ -2,6 +2,7 @@
 //! locations, errors. The layer crates (bronze, silver, gold) build on it.
 
 pub mod catalog;
+pub mod columns;
 pub mod error;
 pub mod expressions;
 pub mod faults;

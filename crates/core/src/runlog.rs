@@ -86,11 +86,7 @@ pub fn schema() -> SchemaRef {
 /// A stable fingerprint (FNV-1a, hex) of any serializable configuration fragment.
 pub fn fingerprint(value: &impl Serialize) -> String {
     let text = serde_json::to_string(value).unwrap_or_default();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = crate::columns::fnv64(text.as_bytes());
     format!("{h:016x}")
 }
 
