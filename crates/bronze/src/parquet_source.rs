@@ -12,61 +12,19 @@ use deltalake::arrow::compute::{CastOptions, cast_with_options};
 use deltalake::arrow::datatypes::DataType;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
-use std::ops::Range;
 
-use bytes::Bytes;
-use deltalake::datafusion::object_store::ObjectStoreExt as _;
+use deltalake::ObjectStore;
 use deltalake::parquet::arrow::ParquetRecordBatchStreamBuilder;
-use deltalake::parquet::arrow::arrow_reader::ArrowReaderOptions;
-use deltalake::parquet::arrow::async_reader::AsyncFileReader;
-use deltalake::parquet::errors::ParquetError;
-use deltalake::parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
-use deltalake::{ObjectStore, Path};
-use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use medallion_config::ColumnType;
 use tokio::sync::mpsc;
+
+use medallion_core::parquet::StoreReader;
 
 use crate::ingest::Piece;
 use crate::json::write_json_string;
 use crate::rows::Stamp;
 use crate::schema::{BronzeSchema, arrow_type};
-
-/// Reads a Parquet file's bytes and footer from the object store by range.
-struct StoreReader {
-    store: Arc<dyn ObjectStore>,
-    location: Path,
-    size: u64,
-}
-
-impl AsyncFileReader for StoreReader {
-    fn get_bytes(
-        &mut self,
-        range: Range<u64>,
-    ) -> BoxFuture<'_, deltalake::parquet::errors::Result<Bytes>> {
-        async move {
-            self.store
-                .get_range(&self.location, range)
-                .await
-                .map_err(|e| ParquetError::External(Box::new(e)))
-        }
-        .boxed()
-    }
-
-    fn get_metadata<'a>(
-        &'a mut self,
-        _options: Option<&'a ArrowReaderOptions>,
-    ) -> BoxFuture<'a, deltalake::parquet::errors::Result<Arc<ParquetMetaData>>> {
-        async move {
-            let size = self.size;
-            let metadata = ParquetMetaDataReader::new()
-                .load_and_finish(self, size)
-                .await?;
-            Ok(Arc::new(metadata))
-        }
-        .boxed()
-    }
-}
 
 /// The Bronze type an undeclared Parquet column gets.
 fn infer(data_type: &DataType) -> ColumnType {

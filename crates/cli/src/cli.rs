@@ -108,6 +108,14 @@ pub enum Command {
         /// Summary format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
+        /// Rebuild the selected Silver tables from all of Bronze (also after a changed
+        /// definition).
+        #[arg(long, conflicts_with = "forward_only")]
+        full_refresh: bool,
+        /// Accept a changed Silver definition for new data only; existing rows stay as
+        /// they are.
+        #[arg(long)]
+        forward_only: bool,
     },
     /// Write realistic sample landing data (deterministic for a seed).
     Generate {

@@ -22,7 +22,7 @@ pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
     };
     let filter = EnvFilter::try_from_env("MEDALLION_LOG").unwrap_or_else(|_| {
         EnvFilter::new(format!(
-            "warn,deltalake_core={deltalake},medallion={default},medallion_core={default},medallion_bronze={default},medallion_silver={default},medallion_gold={default}"
+            "warn,deltalake_core={deltalake},buoyant_kernel={deltalake},medallion={default},medallion_core={default},medallion_bronze={default},medallion_silver={default},medallion_gold={default}"
         ))
     });
     let builder = tracing_subscriber::fmt()

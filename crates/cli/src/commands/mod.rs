@@ -17,7 +17,20 @@ pub fn run(cli: Cli) -> u8 {
     let result = match cli.command {
         Command::Validate { format } => validate::run(&cli.global, format),
         Command::Plan { select, format } => plan::run(&cli.global, &select, format),
-        Command::Run { select, format } => run::run(&cli.global, &select, format),
+        Command::Run {
+            select,
+            format,
+            full_refresh,
+            forward_only,
+        } => run::run(
+            &cli.global,
+            &select,
+            format,
+            medallion_silver::SilverOptions {
+                full_refresh,
+                forward_only,
+            },
+        ),
         Command::Generate {
             events,
             seed,

@@ -7,6 +7,7 @@ use medallion_bronze::SourcePlan;
 use medallion_config::{Layer, Materialized, TableRef};
 use medallion_core::storage::redacted;
 use medallion_core::{Error, Pipeline};
+use medallion_silver::{SilverOptions, SilverPlan};
 use serde_json::json;
 
 use crate::cli::{Global, PlanFormat, Selection};
@@ -14,15 +15,20 @@ use crate::cli::{Global, PlanFormat, Selection};
 pub fn run(global: &Global, select: &Selection, format: PlanFormat) -> Result<(), Error> {
     let pipeline = super::load(global)?;
     let tables = pipeline.select(select.layer, &select.tables)?;
-    let files = if format == PlanFormat::Dot {
-        Files::new()
+    let (files, silver) = if format == PlanFormat::Dot {
+        (Files::new(), SilverPlans::new())
     } else {
-        landed_files(&pipeline, &tables)?
+        (
+            landed_files(&pipeline, &tables)?,
+            silver_plans(&pipeline, &tables)?,
+        )
     };
     let out = match format {
-        PlanFormat::Text => text(&pipeline, &tables, &files),
-        PlanFormat::Json => serde_json::to_string_pretty(&as_json(&pipeline, &tables, &files))
-            .map_err(|e| Error::Other(e.to_string()))?,
+        PlanFormat::Text => text(&pipeline, &tables, &files, &silver),
+        PlanFormat::Json => {
+            serde_json::to_string_pretty(&as_json(&pipeline, &tables, &files, &silver))
+                .map_err(|e| Error::Other(e.to_string()))?
+        }
         PlanFormat::Dot => dot(&pipeline, &tables),
     };
     println!("{out}");
@@ -46,6 +52,56 @@ fn landed_files(pipeline: &Pipeline, tables: &[TableRef]) -> Result<Files, Error
         }
         out
     }))
+}
+
+/// For each Silver table, what a run would do (or why that cannot be told).
+type SilverPlans = BTreeMap<TableRef, Result<SilverPlan, String>>;
+
+fn silver_plans(pipeline: &Pipeline, tables: &[TableRef]) -> Result<SilverPlans, Error> {
+    let runtime = super::runtime()?;
+    Ok(runtime.block_on(async {
+        let mut out = SilverPlans::new();
+        for t in tables.iter().filter(|t| t.layer == Layer::Silver) {
+            let plan = medallion_silver::plan(pipeline, t, SilverOptions::default()).await;
+            out.insert(t.clone(), plan.map_err(|e| e.to_string()));
+        }
+        out
+    }))
+}
+
+/// A Silver plan in words.
+fn silver_would_do(plans: &SilverPlans, table: &TableRef) -> Option<String> {
+    Some(match plans.get(table)? {
+        Err(e) => format!("cannot tell: {e}"),
+        Ok(p) => match p.mode.as_str() {
+            "up_to_date" => format!(
+                "up to date with {} version {}",
+                p.input,
+                p.to_version.unwrap_or_default()
+            ),
+            "incremental" => format!(
+                "would read {} versions {}..{}: {} file(s), {} rows",
+                p.input,
+                p.from_version.unwrap_or(-1) + 1,
+                p.to_version.unwrap_or_default(),
+                p.bronze_files,
+                p.bronze_rows
+            ),
+            "rebuild" => format!(
+                "would rebuild from {} versions 0..{} ({} file(s), {} rows): {}",
+                p.input,
+                p.to_version.unwrap_or_default(),
+                p.bronze_files,
+                p.bronze_rows,
+                p.reason.as_deref().unwrap_or_default()
+            ),
+            "refused" => format!(
+                "would be refused: {}",
+                p.reason.as_deref().unwrap_or_default()
+            ),
+            other => other.to_string(),
+        },
+    })
 }
 
 fn mb(bytes: u64) -> String {
@@ -171,7 +227,7 @@ fn kind(pipeline: &Pipeline, table: &TableRef) -> String {
     }
 }
 
-fn text(pipeline: &Pipeline, tables: &[TableRef], files: &Files) -> String {
+fn text(pipeline: &Pipeline, tables: &[TableRef], files: &Files, silver: &SilverPlans) -> String {
     let mut out = String::new();
     let l = &pipeline.locations;
     let _ = writeln!(out, "pipeline {}", pipeline.config.pipeline.value);
@@ -197,7 +253,7 @@ fn text(pipeline: &Pipeline, tables: &[TableRef], files: &Files) -> String {
             inputs(pipeline, t).join(", "),
         );
         let _ = writeln!(out, "      {:<width$}     {}", "", kind(pipeline, t));
-        if let Some(plan) = would_do(files, t) {
+        if let Some(plan) = would_do(files, t).or_else(|| silver_would_do(silver, t)) {
             let _ = writeln!(out, "      {:<width$}     {plan}", "");
         }
     }
@@ -205,7 +261,12 @@ fn text(pipeline: &Pipeline, tables: &[TableRef], files: &Files) -> String {
     out
 }
 
-fn as_json(pipeline: &Pipeline, tables: &[TableRef], files: &Files) -> serde_json::Value {
+fn as_json(
+    pipeline: &Pipeline,
+    tables: &[TableRef],
+    files: &Files,
+    silver: &SilverPlans,
+) -> serde_json::Value {
     json!({
         "pipeline": pipeline.config.pipeline.value.as_str(),
         "root": redacted(pipeline.locations.root()),
@@ -217,6 +278,10 @@ fn as_json(pipeline: &Pipeline, tables: &[TableRef], files: &Files) -> serde_jso
             "inputs": inputs(pipeline, t),
             "kind": kind(pipeline, t),
             "landing": files.get(t).map(|p| match p {
+                Ok(plan) => json!(plan),
+                Err(e) => json!({ "error": e }),
+            }),
+            "silver": silver.get(t).map(|p| match p {
                 Ok(plan) => json!(plan),
                 Err(e) => json!({ "error": e }),
             }),

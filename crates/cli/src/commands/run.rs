@@ -7,17 +7,24 @@ use medallion_bronze::BronzeMetrics;
 use medallion_config::Layer;
 use medallion_core::runlog::{self, RunRecord};
 use medallion_core::{Error, RunContext};
+use medallion_silver::{SilverMetrics, SilverOptions};
 use tracing::Instrument;
 
 use crate::cli::{Global, OutputFormat, Selection};
 
-pub fn run(global: &Global, select: &Selection, format: OutputFormat) -> Result<(), Error> {
+pub fn run(
+    global: &Global,
+    select: &Selection,
+    format: OutputFormat,
+    options: SilverOptions,
+) -> Result<(), Error> {
     let pipeline = super::load(global)?;
     let tables = pipeline.select(select.layer, &select.tables)?;
     let ctx = RunContext::new(pipeline.config.storage.commit_retries);
     tracing::info!(run_id = %ctx.run_id, tables = tables.len(), "run started");
     let runtime = super::runtime()?;
     let mut bronze: Vec<BronzeMetrics> = Vec::new();
+    let mut silver: Vec<SilverMetrics> = Vec::new();
     let result = runtime.block_on(async {
         // Bronze tables depend on nothing but their sources: they run at the same time.
         let landing: Vec<_> = tables.iter().filter(|t| t.layer == Layer::Bronze).collect();
@@ -46,8 +53,22 @@ pub fn run(global: &Global, select: &Selection, format: OutputFormat) -> Result<
             return Err(e);
         }
         logged?;
-        // Silver and Gold are not part of this build yet: say so at the first such table.
-        match tables.iter().find(|t| t.layer != Layer::Bronze) {
+        // Silver tables in dependency order (dimensions before the tables that look them
+        // up); the first failure stops the run, and is recorded.
+        for table in tables.iter().filter(|t| t.layer == Layer::Silver) {
+            let span = tracing::info_span!("table", run_id = %ctx.run_id, table = %table);
+            let started = chrono::Utc::now();
+            let mut metrics = SilverMetrics::default();
+            let outcome = medallion_silver::run(&pipeline, table, &ctx, options, &mut metrics)
+                .instrument(span)
+                .await;
+            let record = silver_record(&pipeline, &ctx, table, started, &metrics, &outcome);
+            medallion_core::runlog::append(&pipeline, &ctx, &[record]).await?;
+            silver.push(metrics);
+            outcome?;
+        }
+        // Gold is not part of this build yet: say so at the first such table.
+        match tables.iter().find(|t| t.layer == Layer::Gold) {
             Some(table) => Err(Error::Other(format!(
                 "`{table}`: the {} layer cannot run in this build yet; run `--layer bronze`",
                 table.layer
@@ -57,13 +78,21 @@ pub fn run(global: &Global, select: &Selection, format: OutputFormat) -> Result<
     });
     match format {
         OutputFormat::Json => {
-            let report = serde_json::json!({ "run_id": ctx.run_id, "bronze": bronze });
+            let report =
+                serde_json::json!({ "run_id": ctx.run_id, "bronze": bronze, "silver": silver });
             println!(
                 "{}",
                 serde_json::to_string_pretty(&report).map_err(|e| Error::Other(e.to_string()))?
             );
         }
-        OutputFormat::Text => print!("{}", summary(&ctx.run_id, &bronze)),
+        OutputFormat::Text => {
+            if bronze.is_empty() {
+                println!("run {}", ctx.run_id);
+            } else {
+                print!("{}", summary(&ctx.run_id, &bronze));
+            }
+            print!("{}", silver_summary(&silver));
+        }
     }
     result
 }
@@ -148,6 +177,114 @@ fn summary(run_id: &str, bronze: &[BronzeMetrics]) -> String {
                 f.path,
                 f.error.as_deref().unwrap_or_default()
             );
+        }
+        if !m.new_columns.is_empty() {
+            let _ = writeln!(out, "  new columns: {}", m.new_columns.join(", "));
+        }
+    }
+    out
+}
+
+/// The run-log row of one Silver table run.
+fn silver_record(
+    pipeline: &medallion_core::Pipeline,
+    ctx: &RunContext,
+    table: &medallion_config::TableRef,
+    started: chrono::DateTime<chrono::Utc>,
+    m: &SilverMetrics,
+    outcome: &Result<(), Error>,
+) -> RunRecord {
+    let config = pipeline
+        .config
+        .silver
+        .iter()
+        .find(|(k, _)| k.value == table.name)
+        .map(|(_, v)| v);
+    let (status, error) = match outcome {
+        Ok(()) => ("succeeded", None),
+        Err(e) => ("failed", Some(e.to_string())),
+    };
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    RunRecord {
+        run_id: ctx.run_id.clone(),
+        layer: table.layer.to_string(),
+        table: table.to_string(),
+        status: status.to_string(),
+        error,
+        started_at: started,
+        finished_at: chrono::Utc::now(),
+        inputs: serde_json::json!({ m.input.clone(): { "from_version": m.from_version, "to_version": m.to_version, "mode": m.mode } }).to_string(),
+        output_version: m.version.and_then(|v| i64::try_from(v).ok()),
+        rows_read: count(m.rows_read),
+        rows_written: count(m.rows_written),
+        rows_quarantined: count(m.rows_quarantined),
+        rows_dropped: serde_json::json!(m.rules).to_string(),
+        duplicates_removed: count(m.duplicates_removed),
+        schema_changes: serde_json::json!(m.new_columns).to_string(),
+        config_fingerprint: runlog::fingerprint(&config),
+        engine_version: medallion_core::run::ENGINE_VERSION.to_string(),
+        host: runlog::host(),
+    }
+}
+
+fn silver_summary(silver: &[SilverMetrics]) -> String {
+    let mut out = String::new();
+    if silver.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:<22} {:>11} {:>11} {:>11} {:>11} {:>8} {:>11} {:>8} {:>11}",
+        "table",
+        "bronze v.",
+        "read",
+        "written",
+        "quarantined",
+        "dropped",
+        "duplicates",
+        "seconds",
+        "rows/s"
+    );
+    for m in silver {
+        let versions = match (m.from_version, m.to_version) {
+            (Some(a), Some(b)) if m.mode != "rebuild" => format!("{}..{b}", a + 1),
+            (_, Some(b)) => format!("0..{b}"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<22} {:>11} {:>11} {:>11} {:>11} {:>8} {:>11} {:>8.2} {:>11.0}",
+            m.table,
+            versions,
+            m.rows_read,
+            m.rows_written,
+            m.rows_quarantined,
+            m.rows_dropped,
+            m.duplicates_removed,
+            m.seconds,
+            if m.seconds > 0.0 {
+                m.rows_read as f64 / m.seconds
+            } else {
+                0.0
+            }
+        );
+        if m.mode == "up_to_date" {
+            let _ = writeln!(out, "  up to date");
+        }
+        if let Some(reason) = &m.rebuild_reason {
+            let _ = writeln!(out, "  rebuilt from Bronze: {reason}");
+        }
+        for (rule, n) in m.rules.iter().filter(|(_, n)| **n > 0) {
+            let _ = writeln!(out, "  expectation {rule}: {n} rows failed");
+        }
+        for (lookup, values) in &m.ambiguous {
+            if !values.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  lookup {lookup}: {} ambiguous values resolved to no match",
+                    values.len()
+                );
+            }
         }
         if !m.new_columns.is_empty() {
             let _ = writeln!(out, "  new columns: {}", m.new_columns.join(", "));

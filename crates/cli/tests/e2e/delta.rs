@@ -43,3 +43,17 @@ pub fn rows(dir: &Path, sql: &str) -> Vec<String> {
         .to_string();
     text.lines().map(str::to_string).collect()
 }
+
+/// The column names of the Delta table at `dir`.
+pub fn columns(dir: &Path) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let url = url::Url::from_directory_path(dir).unwrap();
+        let table = deltalake::open_table(url).await.expect("open table");
+        let schema = table.snapshot().unwrap().schema();
+        schema.fields().map(|f| f.name().clone()).collect()
+    })
+}

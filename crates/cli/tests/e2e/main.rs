@@ -6,6 +6,7 @@ mod delta;
 mod generate;
 mod quickstart;
 mod shipped;
+mod silver;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,976 @@
+"""An independent implementation of the shipped marketing pipeline's Bronze and Silver
+layers (SPEC section 4b, layers.yaml) in DuckDB, reading the raw landing files directly.
+
+It shares no code with the Rust engine and never reads the engine's tables: it exists to
+check the engine's Silver tables row for row (test_silver_duckdb.py) and to serve as a
+performance baseline (run it as a script on a landing directory).
+
+How the work is split:
+
+- Python reads each landed file (gzip detected from the magic bytes, not the name), splits
+  it into lines exactly as SPEC 4b says and hands the lines to DuckDB as Arrow batches.
+- DuckDB parses the JSON lines and extracts the declared fields. DuckDB's JSON reader is
+  lenient (trailing commas, NaN/Infinity) and re-serializes numbers (1.50 -> 1.5), so every
+  line DuckDB rejects or that could be affected by either leniency is decided again by a
+  strict Python parser (`_strict_object`); that is a tiny share of the lines.
+- The Silver transforms, expectations, lookups and dedup are SQL over those Bronze rows.
+  Only the URL query decoding is Python (urllib), on the distinct URLs with a query.
+
+Bronze semantics modelled here (they decide what Silver reads):
+
+- A line is a row when it is a JSON object (strict RFC 8259, valid UTF-8, at most
+  `max_line_bytes` long); anything else is quarantined in Bronze and never reaches Silver.
+- Declared `string` columns take a JSON string as is, a number as its JSON text (`1.50`
+  stays "1.50"), a boolean as "true"/"false"; an object or array does not fit (NULL).
+- The declared `double` column `revenue` takes a finite JSON number; anything else that is
+  not null (a string such as "12.50", a boolean, ...) is kept in the rescue column and read
+  back by Silver with `json_get_text(_rescued, 'revenue')`.
+- A key repeated in one object: the first occurrence that fits is the column's value, the
+  others go to the rescue column.
+- CSV: a header line; an empty field is NULL; values are typed after trimming (date
+  `YYYY-MM-DD`, long, double) and a value that does not parse is NULL (rescued); a record
+  whose field count differs from the header's, or with a field that is not UTF-8, is
+  quarantined.
+
+Ingestion order ("first ingested wins" / "latest ingested wins") is (wave, _source_file
+byte-wise, _source_line); a wave plays the role of the Bronze commit version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import re
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit
+
+import duckdb
+import pyarrow as pa
+
+# ----------------------------------------------------------------------------------------
+# Declared sources (layers.yaml `sources:`)
+# ----------------------------------------------------------------------------------------
+
+#: Declared string columns of the events source, in declaration order.
+EVENT_STRING_FIELDS = (
+    "event_id",
+    "event_type",
+    "event_time",
+    "user_id",
+    "anonymous_id",
+    "session_id",
+    "channel",
+    "platform",
+    "campaign_id",
+    "page_url",
+    "currency",
+)
+#: All declared events columns with their Bronze types.
+EVENT_FIELDS = {
+    **{f: "string" for f in EVENT_STRING_FIELDS},
+    "revenue": "double",
+    "properties": "json",
+}
+
+CSV_SOURCES = {
+    "ad_spend": {
+        "date": "date",
+        "platform": "string",
+        "campaign_id": "string",
+        "impressions": "long",
+        "clicks": "long",
+        "spend": "double",
+        "currency": "string",
+    },
+    "campaigns": {
+        "campaign_id": "string",
+        "name": "string",
+        "channel": "string",
+        "platform": "string",
+        "utm_campaign": "string",
+        "start_date": "date",
+        "end_date": "date",
+        "budget": "double",
+        "currency": "string",
+    },
+    "fx_rates": {"currency": "string", "usd_per_unit": "double"},
+}
+
+KNOWN_EVENT_TYPES = (
+    "impression",
+    "click",
+    "page_view",
+    "email_open",
+    "email_click",
+    "add_to_cart",
+    "signup",
+    "purchase",
+    "unsubscribe",
+)
+
+#: Expectations of each Silver table, in the order layers.yaml declares them.
+EVENT_RULES = (
+    "event_id_present",
+    "event_type_known",
+    "event_time_parseable",
+    "revenue_valid",
+    "currency_known",
+)
+DIMENSION_RULES = {
+    "fx_rates": ("currency_present", "rate_positive"),
+    "campaigns": ("campaign_id_present",),
+    "ad_spend": ("date_present", "campaign_id_present", "spend_valid", "currency_known"),
+}
+
+UTM_PARAMS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
+
+#: Longest line Bronze accepts (the source default, 64 MiB); longer lines are quarantined.
+DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
+
+#: Lines handed to DuckDB per batch.
+BATCH_LINES = 500_000
+
+# ----------------------------------------------------------------------------------------
+# Reading landed files
+# ----------------------------------------------------------------------------------------
+
+
+def list_landing(landing_dir: str) -> list[str]:
+    """Every file under the landing directory, as a '/'-separated relative path, sorted
+    byte-wise (the order Bronze ingests them in within one run)."""
+    out = []
+    for dirpath, _, files in os.walk(landing_dir):
+        for name in files:
+            rel = os.path.relpath(os.path.join(dirpath, name), landing_dir)
+            out.append(rel.replace(os.sep, "/"))
+    return sorted(out, key=lambda p: p.encode())
+
+
+def read_landed(path: str) -> tuple[bytes, str | None]:
+    """The file's bytes, gunzipped when they start with the gzip magic (several members
+    are read in turn). A truncated or corrupt stream gives what could be decoded and an
+    error message."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:2] != b"\x1f\x8b":
+        return data, None
+    parts = []
+    rest = data
+    while rest:
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            parts.append(d.decompress(rest))
+            parts.append(d.flush())
+        except zlib.error as e:
+            return b"".join(parts), f"corrupt gzip stream: {e}"
+        if not d.eof:
+            return b"".join(parts), "truncated gzip stream"
+        rest = d.unused_data
+        # Trailing garbage that is not another member ends the stream, as in gzip(1).
+        if rest and rest[:2] != b"\x1f\x8b":
+            break
+    return b"".join(parts), None
+
+
+def split_lines(data: bytes, complete: bool = True) -> list[bytes]:
+    """SPEC 4b: split on `\\n`, no line after a final `\\n`, a trailing `\\r` stripped.
+    With `complete=False` (a truncated stream) the unterminated tail is left out."""
+    if not data:
+        return []
+    lines = data.split(b"\n")
+    if data.endswith(b"\n") or not complete:
+        lines.pop()
+    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+
+# ----------------------------------------------------------------------------------------
+# Strict JSON (the fallback for every line DuckDB's lenient reader cannot decide)
+# ----------------------------------------------------------------------------------------
+
+
+class _Num(str):
+    """A JSON number, as written."""
+
+
+class _Obj(list):
+    """A JSON object: its (key, value) pairs in order, duplicates kept."""
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_text(value) -> None:
+    """Rejects lone surrogates, which Python's json accepts in \\u escapes."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, _Obj):
+            for k, x in v:
+                k.encode("utf-8")
+                stack.append(x)
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, str) and not isinstance(v, _Num):
+            v.encode("utf-8")
+
+
+def _strict_object(line: str) -> _Obj | None:
+    """The line as one JSON object (pairs in order), or None when it is not exactly one
+    valid JSON object."""
+    try:
+        value = json.loads(
+            line,
+            object_pairs_hook=_Obj,
+            parse_float=_Num,
+            parse_int=_Num,
+            parse_constant=_reject_constant,
+        )
+        _check_text(value)
+    except (ValueError, UnicodeEncodeError, RecursionError):
+        return None
+    return value if isinstance(value, _Obj) else None
+
+
+def _to_json(v) -> str:
+    """Compact JSON text of a parsed value (numbers as written)."""
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, _Num):
+        return str(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, _Obj):
+        return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + _to_json(x) for k, x in v) + "}"
+    return "[" + ",".join(_to_json(x) for x in v) + "]"
+
+
+def _fits(kind: str, v):
+    """(fits, value) of a JSON value in a Bronze column of type `kind`."""
+    if v is None:
+        return True, None
+    if kind == "json":
+        return True, _to_json(v)
+    if kind == "string":
+        if isinstance(v, bool):
+            return True, "true" if v else "false"
+        if isinstance(v, str):  # strings and numbers (as written)
+            return True, str(v)
+        return False, None
+    # double
+    if isinstance(v, _Num):
+        x = float(v)
+        if math.isfinite(x):
+            return True, x
+    return False, None
+
+
+def _rescued_text(v) -> str | None:
+    """What json_get_text(_rescued, key) gives for a rescued value."""
+    if v is None:
+        return None
+    if isinstance(v, str) and not isinstance(v, _Num):
+        return v
+    return _to_json(v)
+
+
+def _event_row_from_python(obj: _Obj) -> dict:
+    """The Bronze columns Silver reads, from a strictly parsed object."""
+    row = {f: None for f in EVENT_FIELDS}
+    is_set = set()
+    rescued = {}  # key -> last rescued value (a JSON object read with duplicate keys keeps the last)
+    for key, value in obj:
+        kind = EVENT_FIELDS.get(key)
+        if kind is None:
+            continue  # undeclared fields: not compared
+        if key in is_set:
+            rescued[key] = value
+            continue
+        ok, typed = _fits(kind, value)
+        if ok:
+            row[key] = typed
+            is_set.add(key)
+        else:
+            rescued[key] = value
+    row["revenue_rescued"] = _rescued_text(rescued.get("revenue"))
+    return row
+
+
+# ----------------------------------------------------------------------------------------
+# CSV sources
+# ----------------------------------------------------------------------------------------
+
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)
+_LONG = re.compile(r"[+-]?\d+", re.ASCII)
+_DOUBLE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf|infinity|nan)", re.I | re.ASCII)
+
+
+def _csv_value(kind: str, text: str):
+    """(fits, value) of a CSV field in a Bronze column of type `kind`."""
+    if kind == "string":
+        return True, text
+    t = text.strip()
+    if kind == "date":
+        import datetime as dt
+
+        m = _DATE.fullmatch(t)
+        if not m:
+            return False, None
+        try:
+            return True, dt.date(int(m[1]), int(m[2]), int(m[3]))
+        except ValueError:
+            return False, None
+    if kind == "long":
+        if _LONG.fullmatch(t) and -(2**63) <= int(t) < 2**63:
+            return True, int(t)
+        return False, None
+    if kind == "double":
+        if _DOUBLE.fullmatch(t):
+            x = float(t)
+            if math.isfinite(x):
+                return True, x
+        return False, None
+    raise ValueError(kind)
+
+
+def read_csv_source(path: str, rel: str, columns: dict[str, str]) -> tuple[list[dict], int, int]:
+    """Bronze rows of one CSV file: (rows, records read, records quarantined)."""
+    data, _error = read_landed(path)
+    text = data.decode("utf-8", errors="surrogateescape")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = None
+    rows, records, quarantined = [], 0, 0
+    while True:
+        start = reader.line_num + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error:
+            records += 1
+            quarantined += 1
+            continue
+        if not record:
+            continue  # a blank line is no record
+        if header is None:
+            header = [h.strip() for h in record]
+            continue
+        records += 1
+        if len(record) != len(header) or any(_has_surrogate(f) for f in record):
+            quarantined += 1
+            continue
+        row = {c: None for c in columns}
+        seen = set()
+        for name, value in zip(header, record):
+            if name not in columns or name in seen:
+                continue  # undeclared, or a repeated header: rescued
+            if value == "":
+                seen.add(name)  # NULL
+                continue
+            ok, typed = _csv_value(columns[name], value)
+            if ok:
+                row[name] = typed
+                seen.add(name)
+        row["_source_file"] = rel
+        row["_source_line"] = start
+        rows.append(row)
+    return rows, records, quarantined
+
+
+def _has_surrogate(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
+
+
+# ----------------------------------------------------------------------------------------
+# URL query parameters (form-urlencoded, first occurrence wins)
+# ----------------------------------------------------------------------------------------
+
+_C0_OR_SPACE = "".join(chr(i) for i in range(0x21))
+
+
+def query_params(url: str, names=UTM_PARAMS) -> list[str | None]:
+    """The first value of each named parameter of the URL's query, decoded as
+    application/x-www-form-urlencoded (`+` is a space, %XX decoded as UTF-8)."""
+    try:
+        parts = urlsplit(url)
+        query = parts.query
+        if parts.scheme and parts.netloc:
+            # The URL standard strips trailing C0 controls and spaces of an absolute URL.
+            query = urlsplit(url.rstrip(_C0_OR_SPACE)).query
+    except ValueError:  # e.g. an unbalanced IPv6 bracket: take what follows `?`
+        query = url.split("?", 1)[1].split("#", 1)[0] if "?" in url else ""
+    found: dict[str, str] = {}
+    for k, v in parse_qsl(query, keep_blank_values=True):
+        if k in names and k not in found:
+            found[k] = v
+    return [found.get(n) for n in names]
+
+
+# ----------------------------------------------------------------------------------------
+# The pipeline
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """Silver tables (pyarrow) and the counts of every step."""
+
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)
+
+
+# DuckDB SQL: the extraction of the declared event fields from a batch of lines.
+# json_extract with a list of paths parses each line once.
+_PATHS = "[" + ", ".join(f"'$.\"{f}\"'" for f in EVENT_FIELDS) + "]"
+_INDEX = {f: i + 1 for i, f in enumerate(EVENT_FIELDS)}
+
+
+def _string_field(f: str) -> str:
+    v = f"v[{_INDEX[f]}]"
+    return (
+        f"CASE json_type({v}) WHEN 'VARCHAR' THEN json_extract_string({v}, '$') "
+        f"WHEN 'UBIGINT' THEN {v}::VARCHAR WHEN 'BIGINT' THEN {v}::VARCHAR "
+        f"WHEN 'BOOLEAN' THEN {v}::VARCHAR END AS {f}"
+    )
+
+
+_REV = f"v[{_INDEX['revenue']}]"
+_EXTRACT_SQL = f"""
+WITH parsed AS (
+    SELECT wave, _source_file, _source_line, line,
+           json_valid(line) AND try(json_type(line)) = 'OBJECT' AS duck_object
+    FROM batch
+), fields AS (
+    SELECT *, CASE WHEN duck_object THEN json_extract(line, {_PATHS}) END AS v,
+              CASE WHEN duck_object THEN json_keys(line) END AS keys
+    FROM parsed
+), flagged AS (
+    SELECT *,
+        coalesce(duck_object, false) AND NOT coalesce(
+            -- DuckDB accepts trailing commas and NaN/Infinity: let the strict parser decide
+            regexp_matches(line, ',\\s*[\\]}}]|(?i)[:\\[,]\\s*[-+]?(nan|inf)')
+            -- numbers are re-serialized by DuckDB (1.50 -> 1.5, -0 -> 0): take the text as written
+            OR regexp_matches(line, '[:\\[,]\\s*-0\\s*[,\\]}}]')
+            OR {" OR ".join(f"json_type(v[{_INDEX[f]}]) = 'DOUBLE'" for f in EVENT_STRING_FIELDS)}
+            OR (json_type({_REV}) = 'DOUBLE' AND NOT isfinite(TRY_CAST({_REV} AS DOUBLE)))
+            -- a key repeated in the object
+            OR len(keys) <> len(list_distinct(keys)),
+            false) AS fast
+    FROM fields
+)
+SELECT wave, _source_file, _source_line, fast AND NOT __STRICT_ALL__ AS fast,
+       CASE WHEN NOT fast OR __STRICT_ALL__ THEN line END AS line,
+       {", ".join(_string_field(f) for f in EVENT_STRING_FIELDS)},
+       CASE WHEN json_type({_REV}) IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN TRY_CAST({_REV} AS DOUBLE) END AS revenue,
+       CASE json_type({_REV}) WHEN 'VARCHAR' THEN json_extract_string({_REV}, '$')
+            WHEN 'BOOLEAN' THEN {_REV}::VARCHAR
+            WHEN 'OBJECT' THEN {_REV}::VARCHAR WHEN 'ARRAY' THEN {_REV}::VARCHAR END AS revenue_rescued,
+       CASE WHEN json_type(v[{_INDEX['properties']}]) <> 'NULL' THEN v[{_INDEX['properties']}]::VARCHAR END AS properties
+FROM flagged
+"""
+
+_BRONZE_EVENTS_DDL = (
+    "CREATE TABLE bronze_events (wave INTEGER, _source_file VARCHAR, _source_line BIGINT, "
+    + ", ".join(f"{f} VARCHAR" for f in EVENT_STRING_FIELDS)
+    + ", revenue DOUBLE, revenue_rescued VARCHAR, properties VARCHAR)"
+)
+_BRONZE_EVENT_COLUMNS = (
+    ["wave", "_source_file", "_source_line", *EVENT_STRING_FIELDS, "revenue", "revenue_rescued", "properties"]
+)
+
+# Event time to UTC microseconds (SPEC 4b): digits only = epoch milliseconds; RFC 3339
+# with Z/z or +-HH:MM (fraction beyond microseconds truncated); YYYY-MM-DD HH:MM:SS[.f] UTC.
+_MACROS = r"""
+CREATE MACRO ts_parts(t) AS regexp_extract(t,
+    '^(\d{4})-(\d{2})-(\d{2})([Tt ])(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))?$',
+    ['y', 'mo', 'd', 'sep', 'h', 'mi', 's', 'f', 'z', 'sign', 'oh', 'om']);
+CREATE MACRO ts_us(p) AS CASE
+    WHEN p.y = '' THEN NULL
+    -- a zone is required unless the separator is a space
+    WHEN p.z = '' AND p.sign = '' AND p.sep <> ' ' THEN NULL
+    WHEN TRY_CAST(p.h AS INT) > 23 OR TRY_CAST(p.mi AS INT) > 59 OR TRY_CAST(p.s AS INT) > 60 THEN NULL
+    WHEN p.sign <> '' AND (TRY_CAST(p.oh AS INT) > 23 OR TRY_CAST(p.om AS INT) > 59) THEN NULL
+    ELSE (try(make_date(TRY_CAST(p.y AS INT), TRY_CAST(p.mo AS INT), TRY_CAST(p.d AS INT))) - DATE '1970-01-01')
+             * 86400000000
+         + TRY_CAST(p.h AS BIGINT) * 3600000000 + TRY_CAST(p.mi AS BIGINT) * 60000000
+         + TRY_CAST(p.s AS BIGINT) * 1000000
+         + coalesce(TRY_CAST(rpad(left(p.f, 6), 6, '0') AS BIGINT), 0)
+         - CASE p.sign WHEN '+' THEN 1 WHEN '-' THEN -1 ELSE 0 END
+           * coalesce(TRY_CAST(p.oh AS BIGINT) * 60 + TRY_CAST(p.om AS BIGINT), 0) * 60000000
+    END;
+CREATE MACRO parse_utc_us(t) AS CASE
+    WHEN t IS NULL THEN NULL
+    WHEN regexp_full_match(t, '[0-9]+') THEN
+        CASE WHEN TRY_CAST(t AS BIGINT) <= 9223372036854775 THEN TRY_CAST(t AS BIGINT) * 1000 END
+    ELSE ts_us(ts_parts(t))
+    END;
+-- "numeric string" for revenue: a decimal number, optionally signed, with an optional exponent
+CREATE MACRO numeric_text(t) AS CASE
+    WHEN regexp_full_match(t, '[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?') THEN TRY_CAST(t AS DOUBLE) END;
+"""
+
+
+def _connect(threads: int | None, memory_limit: str | None) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    if memory_limit:
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+    con.execute("SET preserve_insertion_order = false")
+    con.execute(_MACROS)
+    return con
+
+
+class _EventLoader:
+    """Feeds event lines to DuckDB in batches and keeps the Bronze counts."""
+
+    def __init__(self, con, max_line_bytes: int, strict_all: bool = False):
+        self.con = con
+        self.extract_sql = _EXTRACT_SQL.replace("__STRICT_ALL__", "true" if strict_all else "false")
+        self.max_line_bytes = max_line_bytes
+        self.pending: list[pa.Table] = []
+        self.pending_lines = 0
+        self.lines = 0
+        self.quarantined = 0
+        self.strict_checked = 0
+        con.execute(_BRONZE_EVENTS_DDL)
+
+    def add_file(self, wave: int, landing_dir: str, rel: str) -> None:
+        data, error = read_landed(os.path.join(landing_dir, rel))
+        complete = error is None
+        lines = split_lines(data, complete)
+        n = len(lines)
+        self.lines += n
+        if not complete and data and not data.endswith(b"\n"):
+            # The unterminated tail of a truncated stream is quarantined.
+            self.lines += 1
+            self.quarantined += 1
+        if n == 0:
+            return
+        # Lines Bronze cannot read at all (too long, not UTF-8) never reach DuckDB.
+        keep = [len(x) <= self.max_line_bytes for x in lines]
+        try:
+            text = data.decode("utf-8")
+            del text
+        except UnicodeDecodeError:
+            keep = [k and _is_utf8(x) for k, x in zip(keep, lines)]
+        if all(keep):
+            numbers = pa.array(range(1, n + 1), pa.int64())
+            line_array = pa.array(lines, pa.binary()).cast(pa.string())
+        else:
+            numbers = pa.array([i + 1 for i in range(n) if keep[i]], pa.int64())
+            line_array = pa.array([x for x, k in zip(lines, keep) if k], pa.binary()).cast(pa.string())
+            self.quarantined += n - len(numbers)
+        m = len(numbers)
+        self.pending.append(
+            pa.table(
+                {
+                    "wave": pa.array([wave] * m, pa.int32()),
+                    "_source_file": pa.array([rel] * m, pa.string()),
+                    "_source_line": numbers,
+                    "line": line_array,
+                }
+            )
+        )
+        self.pending_lines += m
+        if self.pending_lines >= BATCH_LINES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        batch = pa.concat_tables(self.pending)
+        self.pending, self.pending_lines = [], 0
+        con = self.con
+        con.register("batch", batch)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE extracted AS {self.extract_sql}")
+        con.unregister("batch")
+        cols = ", ".join(_BRONZE_EVENT_COLUMNS)
+        con.execute(f"INSERT INTO bronze_events SELECT {cols} FROM extracted WHERE fast")
+        # Every line DuckDB rejected or could have misread: the strict parser decides.
+        slow = con.execute(
+            "SELECT wave, _source_file, _source_line, line FROM extracted WHERE NOT fast"
+        ).fetchall()
+        con.execute("DROP TABLE extracted")
+        rows = []
+        for wave, rel, line_no, line in slow:
+            self.strict_checked += 1
+            obj = _strict_object(line)
+            if obj is None:
+                self.quarantined += 1
+                continue
+            row = _event_row_from_python(obj)
+            row.update(wave=wave, _source_file=rel, _source_line=line_no)
+            rows.append(row)
+        if rows:
+            fixed = pa.table(
+                {
+                    "wave": pa.array([r["wave"] for r in rows], pa.int32()),
+                    "_source_file": pa.array([r["_source_file"] for r in rows], pa.string()),
+                    "_source_line": pa.array([r["_source_line"] for r in rows], pa.int64()),
+                    **{f: pa.array([r[f] for r in rows], pa.string()) for f in EVENT_STRING_FIELDS},
+                    "revenue": pa.array([r["revenue"] for r in rows], pa.float64()),
+                    "revenue_rescued": pa.array([r["revenue_rescued"] for r in rows], pa.string()),
+                    "properties": pa.array([r["properties"] for r in rows], pa.string()),
+                }
+            )
+            con.register("fixed", fixed)
+            con.execute(f"INSERT INTO bronze_events SELECT {cols} FROM fixed")
+            con.unregister("fixed")
+
+
+def _is_utf8(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+_CSV_ARROW = {"string": pa.string(), "date": pa.date32(), "long": pa.int64(), "double": pa.float64()}
+
+
+def _load_csv(con, table: str, columns: dict[str, str], files: list[tuple[int, str]], landing_dir: str) -> dict:
+    rows, records, quarantined = [], 0, 0
+    for wave, rel in files:
+        r, n, q = read_csv_source(os.path.join(landing_dir, rel), rel, columns)
+        for row in r:
+            row["wave"] = wave
+        rows += r
+        records += n
+        quarantined += q
+    arrow = pa.table(
+        {
+            "wave": pa.array([r["wave"] for r in rows], pa.int32()),
+            "_source_file": pa.array([r["_source_file"] for r in rows], pa.string()),
+            "_source_line": pa.array([r["_source_line"] for r in rows], pa.int64()),
+            **{c: pa.array([r[c] for r in rows], _CSV_ARROW[t]) for c, t in columns.items()},
+        }
+    )
+    con.register("csv_rows", arrow)
+    con.execute(f"CREATE TABLE bronze_{table} AS SELECT * FROM csv_rows")
+    con.unregister("csv_rows")
+    return {"lines": records, "rows": len(rows), "quarantined": quarantined}
+
+
+# Silver dimension tables: transformed columns, the expectations (a NULL predicate fails),
+# then the latest ingested passing row per key.
+def _rules_sql(rules: dict[str, str]) -> str:
+    """A list of the names of the failed rules, in declaration order."""
+    items = ", ".join(f"CASE WHEN coalesce({expr}, false) THEN NULL ELSE '{name}' END" for name, expr in rules.items())
+    return f"list_filter([{items}], lambda x: x IS NOT NULL)"
+
+
+_DIM_SQL = {
+    "fx_rates": (
+        """SELECT wave, _source_file, _source_line,
+                  upper(trim(currency, ' ')) AS currency, usd_per_unit
+           FROM bronze_fx_rates""",
+        {"currency_present": "currency IS NOT NULL AND currency <> ''", "rate_positive": "usd_per_unit > 0"},
+        ["currency"],
+    ),
+    "campaigns": (
+        """SELECT wave, _source_file, _source_line,
+                  trim(campaign_id, ' ') AS campaign_id, name,
+                  lower(trim(channel, ' ')) AS channel, lower(trim(platform, ' ')) AS platform,
+                  trim(utm_campaign, ' ') AS utm_campaign, start_date, end_date, budget,
+                  upper(trim(currency, ' ')) AS currency
+           FROM bronze_campaigns""",
+        {"campaign_id_present": "campaign_id IS NOT NULL AND campaign_id <> ''"},
+        ["campaign_id"],
+    ),
+    "ad_spend": (
+        """SELECT a.wave, a._source_file, a._source_line, a.date,
+                  lower(trim(a.platform, ' ')) AS platform, trim(a.campaign_id, ' ') AS campaign_id,
+                  a.impressions, a.clicks, a.spend, upper(trim(a.currency, ' ')) AS currency,
+                  a.spend * fx.usd_per_unit AS spend_usd, fx.usd_per_unit AS _fx_rate
+           FROM bronze_ad_spend a
+           LEFT JOIN silver_fx_rates fx ON fx.currency = upper(trim(a.currency, ' '))""",
+        {
+            "date_present": "date IS NOT NULL",
+            "campaign_id_present": "campaign_id IS NOT NULL AND campaign_id <> ''",
+            "spend_valid": "spend IS NOT NULL AND spend >= 0",
+            "currency_known": "_fx_rate IS NOT NULL",
+        },
+        ["date", "platform", "campaign_id"],
+    ),
+}
+
+
+def _silver_dimension(con, table: str) -> dict:
+    select, rules, key = _DIM_SQL[table]
+    con.execute(f"CREATE TABLE checked_{table} AS SELECT *, {_rules_sql(rules)} AS _rules FROM ({select})")
+    order = "wave DESC, _source_file DESC, _source_line DESC"
+    con.execute(
+        f"""CREATE TABLE silver_{table} AS
+            SELECT * EXCLUDE (_rules, _rank) FROM (
+                SELECT *, row_number() OVER (PARTITION BY {", ".join(key)} ORDER BY {order}) AS _rank
+                FROM checked_{table} WHERE len(_rules) = 0)
+            WHERE _rank = 1"""
+    )
+    con.execute(f"CREATE TABLE quarantine_{table} AS SELECT * FROM checked_{table} WHERE len(_rules) > 0")
+    passed = con.execute(f"SELECT count(*) FROM checked_{table} WHERE len(_rules) = 0").fetchall()[0][0]
+    written = con.execute(f"SELECT count(*) FROM silver_{table}").fetchall()[0][0]
+    return {
+        "rows_read": con.execute(f"SELECT count(*) FROM checked_{table}").fetchall()[0][0],
+        "rows_written": written,
+        "rows_quarantined": con.execute(f"SELECT count(*) FROM quarantine_{table}").fetchall()[0][0],
+        "replaced": passed - written,
+        "rules": _rule_counts(con, f"checked_{table}", rules),
+    }
+
+
+def _rule_counts(con, table: str, rules) -> dict:
+    counts = dict(con.execute(f"SELECT r, count(*) FROM (SELECT unnest(_rules) AS r FROM {table}) GROUP BY r").fetchall())
+    return {name: counts.get(name, 0) for name in rules}
+
+
+_EVENT_RULE_EXPRS = {
+    "event_id_present": "event_id IS NOT NULL AND trim(event_id, ' ') <> ''",
+    "event_type_known": "event_type IN (" + ", ".join(f"'{t}'" for t in KNOWN_EVENT_TYPES) + ")",
+    "event_time_parseable": "event_time IS NOT NULL",
+    "revenue_valid": "NOT revenue_given OR (revenue IS NOT NULL AND revenue >= 0)",
+    "currency_known": "NOT revenue_given OR _fx_rate IS NOT NULL",
+}
+
+SILVER_EVENT_COLUMNS = [
+    "event_id",
+    "event_type",
+    "event_time",
+    "event_date",
+    "identity",
+    "user_id",
+    "anonymous_id",
+    "session_id",
+    "channel",
+    "platform",
+    "campaign_id",
+    "page_url",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_content",
+    "utm_term",
+    "revenue",
+    "currency",
+    "revenue_usd",
+    "properties",
+]
+
+
+def _silver_events(con) -> dict:
+    # URL query parameters: decoded in Python once per distinct URL with a query.
+    urls = con.sql(
+        "SELECT DISTINCT page_url FROM bronze_events WHERE page_url IS NOT NULL AND contains(page_url, '?')"
+    ).to_arrow_table()
+    url_list = urls.column("page_url").to_pylist()
+    decoded = [query_params(u) for u in url_list]
+    params = pa.table(
+        {"page_url": pa.array(url_list, pa.string()), **{n: pa.array([d[i] for d in decoded], pa.string()) for i, n in enumerate(UTM_PARAMS)}}
+    )
+    con.register("url_params_arrow", params)
+    con.execute("CREATE TABLE url_params AS SELECT * FROM url_params_arrow")
+    con.unregister("url_params_arrow")
+
+    # Campaign lookup by utm_campaign: several campaigns with the same key resolve to none.
+    con.execute(
+        """CREATE TABLE campaign_by_utm AS
+           SELECT lower(trim(utm_campaign, ' ')) AS utm_key, min(campaign_id) AS campaign_id,
+                  count(*) AS campaigns
+           FROM silver_campaigns WHERE utm_campaign IS NOT NULL
+           GROUP BY 1"""
+    )
+    con.execute(
+        f"""CREATE TABLE checked_events AS
+        WITH t AS (
+            SELECT b.wave, b._source_file, b._source_line,
+                b.event_id,
+                lower(trim(b.event_type, ' \t\r\n')) AS event_type,
+                CASE WHEN parse_utc_us(b.event_time) IS NOT NULL
+                     THEN try(make_timestamp(parse_utc_us(b.event_time))) END AS event_time,
+                nullif(trim(b.user_id, ' '), '') AS user_id,
+                nullif(trim(b.anonymous_id, ' '), '') AS anonymous_id,
+                b.session_id,
+                lower(trim(b.channel, ' ')) AS channel,
+                lower(trim(b.platform, ' ')) AS platform,
+                b.campaign_id AS raw_campaign_id,
+                b.page_url,
+                u.utm_source, u.utm_medium, u.utm_campaign, u.utm_content, u.utm_term,
+                (b.revenue IS NOT NULL OR b.revenue_rescued IS NOT NULL) AS revenue_given,
+                coalesce(b.revenue, numeric_text(b.revenue_rescued)) AS revenue,
+                upper(trim(b.currency, ' ')) AS currency,
+                b.properties
+            FROM bronze_events b
+            LEFT JOIN url_params u ON u.page_url = b.page_url
+        ), r AS (
+            SELECT t.* EXCLUDE (raw_campaign_id),
+                CAST(t.event_time AS DATE) AS event_date,
+                coalesce(t.user_id, t.anonymous_id) AS identity,
+                coalesce(nullif(trim(t.raw_campaign_id, ' '), ''),
+                         CASE WHEN c.campaigns = 1 THEN c.campaign_id END) AS campaign_id,
+                fx.usd_per_unit AS _fx_rate,
+                t.revenue * fx.usd_per_unit AS revenue_usd
+            FROM t
+            LEFT JOIN campaign_by_utm c ON c.utm_key = lower(trim(t.utm_campaign, ' '))
+            LEFT JOIN silver_fx_rates fx ON fx.currency = t.currency
+        )
+        SELECT *, {_rules_sql(_EVENT_RULE_EXPRS)} AS _rules FROM r"""
+    )
+    # Dedup: the first ingested passing row per event_id (the untrimmed text) wins.
+    con.execute(
+        """CREATE TABLE silver_events AS
+           SELECT * EXCLUDE (_rank) FROM (
+               SELECT *, row_number() OVER (PARTITION BY event_id
+                                            ORDER BY wave, _source_file, _source_line) AS _rank
+               FROM checked_events WHERE len(_rules) = 0)
+           WHERE _rank = 1"""
+    )
+    con.execute("CREATE TABLE quarantine_events AS SELECT * FROM checked_events WHERE len(_rules) > 0")
+    one = lambda sql: con.execute(sql).fetchall()[0][0]  # noqa: E731
+    passed = one("SELECT count(*) FROM checked_events WHERE len(_rules) = 0")
+    written = one("SELECT count(*) FROM silver_events")
+    return {
+        "rows_read": one("SELECT count(*) FROM checked_events"),
+        "rows_written": written,
+        "rows_quarantined": one("SELECT count(*) FROM quarantine_events"),
+        "duplicates_removed": passed - written,
+        "rules": _rule_counts(con, "checked_events", _EVENT_RULE_EXPRS),
+        "distinct_urls_with_query": len(url_list),
+    }
+
+
+def _arrow(con, sql: str) -> pa.Table:
+    return con.sql(sql).to_arrow_table()
+
+
+def silver(
+    landing_dir: str,
+    waves: list[list[str]] | None = None,
+    *,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    threads: int | None = None,
+    memory_limit: str | None = None,
+    strict_all: bool = False,
+) -> Result:
+    """Bronze + Silver of the marketing pipeline from the landing files.
+
+    `waves` lists the files (paths relative to `landing_dir`) landed and ingested by each
+    Bronze run, in order; by default one wave holds every file. Within a wave, files are
+    ingested in byte-wise path order. Returns the Silver tables `events`,
+    `events_quarantine`, `campaigns`, `fx_rates`, `ad_spend` (and the dimensions'
+    quarantines) sorted by (_source_file, _source_line), plus counts and timings.
+
+    `strict_all` sends every event line through the strict Python parser instead of
+    DuckDB's JSON functions: slow, but a second, independent reading of the same lines
+    that the fast path must agree with."""
+    started = time.perf_counter()
+    if waves is None:
+        waves = [list_landing(landing_dir)]
+    con = _connect(threads, memory_limit)
+    res = Result()
+    timings = res.stats.setdefault("seconds", {})
+
+    by_source: dict[str, list[tuple[int, str]]] = {s: [] for s in ("events", *CSV_SOURCES)}
+    for w, files in enumerate(waves):
+        for rel in sorted(files, key=lambda p: p.encode()):
+            source = rel.split("/", 1)[0]
+            if source in by_source and "/" in rel:
+                by_source[source].append((w, rel))
+
+    t = time.perf_counter()
+    loader = _EventLoader(con, max_line_bytes, strict_all)
+    for w, rel in by_source["events"]:
+        loader.add_file(w, landing_dir, rel)
+    loader.flush()
+    bronze_rows = con.execute("SELECT count(*) FROM bronze_events").fetchall()[0][0]
+    res.stats["bronze.events"] = {
+        "files": len(by_source["events"]),
+        "lines": loader.lines,
+        "rows": bronze_rows,
+        "quarantined": loader.quarantined,
+        "strict_checked": loader.strict_checked,
+    }
+    timings["bronze.events"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    for table, columns in CSV_SOURCES.items():
+        res.stats[f"bronze.{table}"] = _load_csv(con, table, columns, by_source[table], landing_dir)
+    for table in ("fx_rates", "campaigns", "ad_spend"):  # ad_spend looks up fx_rates
+        res.stats[f"silver.{table}"] = _silver_dimension(con, table)
+    timings["dimensions"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    res.stats["silver.events"] = _silver_events(con)
+    timings["silver.events"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    order = "ORDER BY _source_file, _source_line"
+    lineage = "_source_file, _source_line, wave AS _bronze_wave"
+    ev_cols = ", ".join(SILVER_EVENT_COLUMNS)
+    res.tables["events"] = _arrow(con, f"SELECT {ev_cols}, {lineage} FROM silver_events {order}")
+    res.tables["events_quarantine"] = _arrow(
+        con, f"SELECT {ev_cols}, {lineage}, _rules FROM quarantine_events {order}"
+    )
+    for table in ("fx_rates", "campaigns", "ad_spend"):
+        drop = "EXCLUDE (wave, _fx_rate)" if table == "ad_spend" else "EXCLUDE (wave)"
+        res.tables[table] = _arrow(con, f"SELECT * {drop}, wave AS _bronze_wave FROM silver_{table} {order}")
+        res.tables[f"{table}_quarantine"] = _arrow(
+            con, f"SELECT * {drop}, wave AS _bronze_wave FROM quarantine_{table} {order}"
+        )
+    timings["export"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - started
+    con.close()
+    return res
+
+
+# ----------------------------------------------------------------------------------------
+# Command line: counts and timings, a performance baseline
+# ----------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("landing", help="landing directory (events/, ad_spend/, campaigns/, fx_rates/)")
+    p.add_argument(
+        "--waves",
+        help="JSON file: a list of waves, each a list of paths relative to the landing directory "
+        "(default: one wave with every file)",
+    )
+    p.add_argument("--threads", type=int, help="DuckDB threads (default: all cores)")
+    p.add_argument("--memory-limit", help="DuckDB memory limit, e.g. 8GB")
+    p.add_argument("--json", action="store_true", help="print the counts as JSON")
+    p.add_argument("--strict-all", action="store_true", help="parse every event line with the strict Python parser")
+    args = p.parse_args(argv)
+    waves = None
+    if args.waves:
+        with open(args.waves) as f:
+            waves = json.load(f)
+    res = silver(args.landing, waves, threads=args.threads, memory_limit=args.memory_limit, strict_all=args.strict_all)
+    if args.json:
+        print(json.dumps(res.stats, indent=2, default=str))
+        return 0
+    for name, s in res.stats.items():
+        if name == "seconds":
+            continue
+        print(f"{name}: " + ", ".join(f"{k}={v}" for k, v in s.items()))
+    print("seconds: " + ", ".join(f"{k}={v:.2f}" for k, v in res.stats["seconds"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
