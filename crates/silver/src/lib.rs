@@ -293,14 +293,18 @@ fn writer_for(table: &DeltaTable, row_group_rows: usize) -> Result<RecordBatchWr
 /// The quarantine's schema: the row's Silver columns, the failed rules, the error, the
 /// Bronze row as JSON, and the run's stamp.
 fn quarantine_schema(output: &Schema) -> SchemaRef {
-    let mut fields: Vec<Field> = output.fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.extend([
+    // `_silver_version` first: it must be among the columns Delta keeps statistics for
+    // (the first 32), since a run finds a crashed run's leftovers by it.
+    let mut fields = vec![
+        Field::new(SILVER_VERSION, DataType::Int64, false),
         Field::new("_rules", DataType::Utf8, false),
         Field::new("_error", DataType::Utf8, false),
+    ];
+    fields.extend(output.fields().iter().map(|f| f.as_ref().clone()));
+    fields.extend([
         Field::new("_raw", DataType::Binary, true),
         Field::new(RUN_ID, DataType::Utf8, false),
         Field::new(INGESTED_AT, utc_timestamp(), false),
-        Field::new(SILVER_VERSION, DataType::Int64, false),
     ]);
     Arc::new(Schema::new(fields))
 }
@@ -1115,10 +1119,26 @@ fn quarantine_rows(
     let indices = UInt32Array::from(rows.iter().map(|(r, _)| *r).collect::<Vec<_>>());
     let silver = take_record_batch(&applied.rows, &indices).map_err(|e| err(&e))?;
     let raw_rows = take_record_batch(bronze, &indices).map_err(|e| err(&e))?;
-    // The Bronze row as JSON (without the version Silver adds).
-    let raw_rows = raw_rows
-        .project(&(0..raw_rows.num_columns() - 1).collect::<Vec<_>>())
-        .map_err(|e| err(&e))?;
+    // The Bronze row's fields as JSON (its values, `_rescued` included; not the columns
+    // that say where and when it was ingested, which the quarantine row has anyway).
+    let fields: Vec<usize> = raw_rows
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| {
+            ![
+                SOURCE_FILE,
+                SOURCE_LINE,
+                INGESTED_AT,
+                RUN_ID,
+                input::BRONZE_VERSION,
+            ]
+            .contains(&f.name().as_str())
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let raw_rows = raw_rows.project(&fields).map_err(|e| err(&e))?;
     let mut json_lines = Vec::new();
     {
         let mut writer = deltalake::arrow::json::LineDelimitedWriter::new(&mut json_lines);
@@ -1140,9 +1160,12 @@ fn quarantine_rows(
         errors.append_value(format!("failed expectations: {}", list.join(", ")));
     }
     let n = rows.len();
-    let mut columns: Vec<ArrayRef> = silver.columns().to_vec();
-    columns.push(Arc::new(names.finish()));
-    columns.push(Arc::new(errors.finish()));
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_value(silver_version, n)),
+        Arc::new(names.finish()),
+        Arc::new(errors.finish()),
+    ];
+    columns.extend(silver.columns().iter().cloned());
     columns.push(Arc::new(raw.finish()));
     columns.push(Arc::new(deltalake::arrow::array::StringArray::from(
         vec![run_id; n],
@@ -1150,7 +1173,6 @@ fn quarantine_rows(
     columns.push(Arc::new(
         TimestampMicrosecondArray::from(vec![ingested_at; n]).with_timezone("UTC"),
     ));
-    columns.push(Arc::new(Int64Array::from_value(silver_version, n)));
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| err(&e))
 }
 
