@@ -30,7 +30,13 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
 for n in "${sizes[@]}"; do
   run="$dir/$n"
   rm -rf "$run"; mkdir -p "$run"
-  measure "generate" "$n" 0 "$bin" generate --events "$n" --seed 42 --out "$run/landing"
+  # 100 event files; the newest one (1% of the events) lands after the rest, for the
+  # incremental runs.
+  measure "generate" "$n" 0 "$bin" generate --events "$n" --events-per-file $(( (n + 99) / 100 )) \
+    --seed 42 --out "$run/generated"
+  newest=$(cd "$run/generated" && find events -type f | sort | tail -n 1)
+  cp -al "$run/generated" "$run/landing"
+  rm "$run/landing/$newest"
   raw=$(python3 - "$run/landing/events" <<'PY'
 import gzip, os, sys
 total = 0
@@ -45,6 +51,13 @@ for root, _, files in os.walk(sys.argv[1]):
 print(total)
 PY
 )
-  measure "bronze (all sources)" "$n" "$raw" "$bin" run --layer bronze --root "$run/lake" --landing "$run/landing"
+  first=$(( n - n / 100 ))
+  measure "bronze, first 99%" "$first" "$raw" "$bin" run --layer bronze --root "$run/lake" --landing "$run/landing"
+  measure "silver, first 99%" "$first" "$raw" "$bin" run --layer silver --root "$run/lake" --landing "$run/landing"
+  mkdir -p "$(dirname "$run/landing/$newest")"
+  ln "$run/generated/$newest" "$run/landing/$newest"
+  measure "bronze, newest 1%" $(( n / 100 )) 0 "$bin" run --layer bronze --root "$run/lake" --landing "$run/landing"
+  measure "silver, newest 1%" $(( n / 100 )) 0 "$bin" run --layer silver --root "$run/lake" --landing "$run/landing"
+  measure "silver, full refresh" "$n" 0 "$bin" run --layer silver --full-refresh --root "$run/lake" --landing "$run/landing"
   rm -rf "$run"
 done

@@ -24,6 +24,7 @@ step "generate $events sample events into $MEDALLION_LANDING" \
 step "validate layers.yaml" "$MEDALLION_BIN" validate
 step "plan" "$MEDALLION_BIN" plan
 step "run the Bronze layer" "$MEDALLION_BIN" run --layer bronze
+step "run the Silver layer" "$MEDALLION_BIN" run --layer silver
 echo
 echo "Sample data: $MEDALLION_LANDING (report: $workdir/generate-report.json)"
 echo "Lakehouse:   $MEDALLION_ROOT"

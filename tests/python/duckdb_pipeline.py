@@ -40,19 +40,25 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime as dt
 import io
 import json
 import math
 import os
 import re
 import sys
+import tempfile
 import time
 import zlib
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
-import duckdb
 import pyarrow as pa
+
+# `duckdb` is imported where a connection is made, not here: the test module imports this
+# one for its constants and runs the pipeline in a subprocess, because a process that has
+# loaded both duckdb (2.0.1) and the `deltalake` package, and read a Delta table, sometimes
+# aborts at exit ("terminate called without an active exception").
 
 # ----------------------------------------------------------------------------------------
 # Declared sources (layers.yaml `sources:`)
@@ -123,19 +129,18 @@ EVENT_RULES = (
     "revenue_valid",
     "currency_known",
 )
-DIMENSION_RULES = {
-    "fx_rates": ("currency_present", "rate_positive"),
-    "campaigns": ("campaign_id_present",),
-    "ad_spend": ("date_present", "campaign_id_present", "spend_valid", "currency_known"),
-}
 
 UTM_PARAMS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
 
 #: Longest line Bronze accepts (the source default, 64 MiB); longer lines are quarantined.
 DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
 
-#: Lines handed to DuckDB per batch.
+#: Lines handed to DuckDB per batch (the Python side holds about one batch).
 BATCH_LINES = 500_000
+
+#: DuckDB's memory limit unless told otherwise; beyond it, tables spill to disk. 10M events
+#: then need about this plus ~1 GB for the Python side.
+DEFAULT_MEMORY_LIMIT = "10GB"
 
 # ----------------------------------------------------------------------------------------
 # Reading landed files
@@ -313,7 +318,7 @@ def _event_row_from_python(obj: _Obj) -> dict:
 
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)
 _LONG = re.compile(r"[+-]?\d+", re.ASCII)
-_DOUBLE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf|infinity|nan)", re.I | re.ASCII)
+_DOUBLE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 
 def _csv_value(kind: str, text: str):
@@ -322,8 +327,6 @@ def _csv_value(kind: str, text: str):
         return True, text
     t = text.strip()
     if kind == "date":
-        import datetime as dt
-
         m = _DATE.fullmatch(t)
         if not m:
             return False, None
@@ -434,40 +437,43 @@ class Result:
     stats: dict = field(default_factory=dict)
 
 
-# DuckDB SQL: the extraction of the declared event fields from a batch of lines.
-# json_extract with a list of paths parses each line once.
+# DuckDB SQL: the extraction of the declared event fields from a batch of lines (the JSON
+# functions take a list of paths, so each reads a line once).
 _PATHS = "[" + ", ".join(f"'$.\"{f}\"'" for f in EVENT_FIELDS) + "]"
 _INDEX = {f: i + 1 for i, f in enumerate(EVENT_FIELDS)}
 
 
 def _string_field(f: str) -> str:
-    v = f"v[{_INDEX[f]}]"
-    return (
-        f"CASE json_type({v}) WHEN 'VARCHAR' THEN json_extract_string({v}, '$') "
-        f"WHEN 'UBIGINT' THEN {v}::VARCHAR WHEN 'BIGINT' THEN {v}::VARCHAR "
-        f"WHEN 'BOOLEAN' THEN {v}::VARCHAR END AS {f}"
-    )
+    """A declared string column: a string as is, a number as its text, a boolean as
+    true/false; an object or an array does not fit (NULL)."""
+    i = _INDEX[f]
+    return f"CASE WHEN t[{i}] IN ('VARCHAR', 'UBIGINT', 'BIGINT', 'BOOLEAN') THEN s[{i}] END AS {f}"
 
 
-_REV = f"v[{_INDEX['revenue']}]"
+_REV = _INDEX["revenue"]
+_PROPS = _INDEX["properties"]
+# `t` holds the JSON type of each declared field (NULL when absent), `s` its value as text
+# (strings unquoted, other values as JSON).
 _EXTRACT_SQL = f"""
 WITH parsed AS (
     SELECT wave, _source_file, _source_line, line,
-           json_valid(line) AND try(json_type(line)) = 'OBJECT' AS duck_object
+           try(json_type(line)) = 'OBJECT' AS duck_object
     FROM batch
 ), fields AS (
-    SELECT *, CASE WHEN duck_object THEN json_extract(line, {_PATHS}) END AS v,
-              CASE WHEN duck_object THEN json_keys(line) END AS keys
+    SELECT *,
+           CASE WHEN duck_object THEN json_type(line, {_PATHS}) END AS t,
+           CASE WHEN duck_object THEN json_extract_string(line, {_PATHS}) END AS s,
+           CASE WHEN duck_object THEN json_keys(line) END AS keys
     FROM parsed
 ), flagged AS (
     SELECT *,
         coalesce(duck_object, false) AND NOT coalesce(
-            -- DuckDB accepts trailing commas and NaN/Infinity: let the strict parser decide
-            regexp_matches(line, ',\\s*[\\]}}]|(?i)[:\\[,]\\s*[-+]?(nan|inf)')
-            -- numbers are re-serialized by DuckDB (1.50 -> 1.5, -0 -> 0): take the text as written
-            OR regexp_matches(line, '[:\\[,]\\s*-0\\s*[,\\]}}]')
-            OR {" OR ".join(f"json_type(v[{_INDEX[f]}]) = 'DOUBLE'" for f in EVENT_STRING_FIELDS)}
-            OR (json_type({_REV}) = 'DOUBLE' AND NOT isfinite(TRY_CAST({_REV} AS DOUBLE)))
+            -- DuckDB accepts trailing commas and NaN/Infinity, and reads -0 as 0:
+            -- let the strict parser decide (`[]` matches too: rare, and harmless)
+            regexp_matches(line, '[,:\\[][ \\t\\n\\r]*(?:[\\]}}]|-0[ \\t\\n\\r]*[,\\]}}]|[-+]?[nNiI][aAnN][nNfF])')
+            -- numbers are re-serialized by DuckDB (1.50 -> 1.5): take the text as written
+            OR {" OR ".join(f"t[{_INDEX[f]}] = 'DOUBLE'" for f in EVENT_STRING_FIELDS)}
+            OR (t[{_REV}] = 'DOUBLE' AND NOT isfinite(TRY_CAST(s[{_REV}] AS DOUBLE)))
             -- a key repeated in the object
             OR len(keys) <> len(list_distinct(keys)),
             false) AS fast
@@ -476,11 +482,12 @@ WITH parsed AS (
 SELECT wave, _source_file, _source_line, fast AND NOT __STRICT_ALL__ AS fast,
        CASE WHEN NOT fast OR __STRICT_ALL__ THEN line END AS line,
        {", ".join(_string_field(f) for f in EVENT_STRING_FIELDS)},
-       CASE WHEN json_type({_REV}) IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN TRY_CAST({_REV} AS DOUBLE) END AS revenue,
-       CASE json_type({_REV}) WHEN 'VARCHAR' THEN json_extract_string({_REV}, '$')
-            WHEN 'BOOLEAN' THEN {_REV}::VARCHAR
-            WHEN 'OBJECT' THEN {_REV}::VARCHAR WHEN 'ARRAY' THEN {_REV}::VARCHAR END AS revenue_rescued,
-       CASE WHEN json_type(v[{_INDEX['properties']}]) <> 'NULL' THEN v[{_INDEX['properties']}]::VARCHAR END AS properties
+       -- revenue (double): a number; anything else not null is rescued, read back as text
+       CASE WHEN t[{_REV}] IN ('UBIGINT', 'BIGINT', 'DOUBLE') THEN TRY_CAST(s[{_REV}] AS DOUBLE) END AS revenue,
+       CASE WHEN t[{_REV}] IN ('VARCHAR', 'BOOLEAN', 'OBJECT', 'ARRAY') THEN s[{_REV}] END AS revenue_rescued,
+       -- properties (json): the value as JSON text
+       CASE t[{_PROPS}] WHEN 'NULL' THEN NULL WHEN 'VARCHAR' THEN to_json(s[{_PROPS}])::VARCHAR
+            ELSE s[{_PROPS}] END AS properties
 FROM flagged
 """
 
@@ -513,24 +520,29 @@ CREATE MACRO ts_us(p) AS CASE
          - CASE p.sign WHEN '+' THEN 1 WHEN '-' THEN -1 ELSE 0 END
            * coalesce(TRY_CAST(p.oh AS BIGINT) * 60 + TRY_CAST(p.om AS BIGINT), 0) * 60000000
     END;
-CREATE MACRO parse_utc_us(t) AS CASE
-    WHEN t IS NULL THEN NULL
-    WHEN regexp_full_match(t, '[0-9]+') THEN
-        CASE WHEN TRY_CAST(t AS BIGINT) <= 9223372036854775 THEN TRY_CAST(t AS BIGINT) * 1000 END
-    ELSE ts_us(ts_parts(t))
-    END;
--- "numeric string" for revenue: a decimal number, optionally signed, with an optional exponent
+CREATE MACRO epoch_ms_us(t) AS CASE
+    WHEN regexp_full_match(t, '[0-9]+') AND TRY_CAST(t AS BIGINT) <= 9223372036854775
+    THEN TRY_CAST(t AS BIGINT) * 1000 END;
+-- A revenue given as text (a numeric string, or a rescued number that is no finite double):
+-- a decimal number, optionally signed, with an optional exponent, surrounding whitespace
+-- allowed (as TRY_CAST allows it); NaN, infinities and numbers beyond the double range are
+-- not a valid revenue (NULL, so `revenue_valid` fails).
 CREATE MACRO numeric_text(t) AS CASE
-    WHEN regexp_full_match(t, '[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?') THEN TRY_CAST(t AS DOUBLE) END;
+    WHEN regexp_full_match(trim(t, E' \t\n\r'), '[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?')
+         AND isfinite(TRY_CAST(trim(t, E' \t\n\r') AS DOUBLE))
+    THEN TRY_CAST(trim(t, E' \t\n\r') AS DOUBLE) END;
 """
 
 
-def _connect(threads: int | None, memory_limit: str | None) -> duckdb.DuckDBPyConnection:
+def _connect(threads: int | None, memory_limit: str | None, temp_dir: str):
+    import duckdb
+
     con = duckdb.connect()
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    if memory_limit:
-        con.execute(f"SET memory_limit = '{memory_limit}'")
+    # Tables beyond the memory limit spill to temp_dir.
+    con.execute(f"SET memory_limit = '{memory_limit or DEFAULT_MEMORY_LIMIT}'")
+    con.execute(f"SET temp_directory = '{temp_dir}'")
     con.execute("SET preserve_insertion_order = false")
     con.execute(_MACROS)
     return con
@@ -730,7 +742,7 @@ def _silver_dimension(con, table: str) -> dict:
         "rows_read": con.execute(f"SELECT count(*) FROM checked_{table}").fetchall()[0][0],
         "rows_written": written,
         "rows_quarantined": con.execute(f"SELECT count(*) FROM quarantine_{table}").fetchall()[0][0],
-        "replaced": passed - written,
+        "duplicates_removed": passed - written,  # replaced by a later row of the same key
         "rules": _rule_counts(con, f"checked_{table}", rules),
     }
 
@@ -781,7 +793,10 @@ def _silver_events(con) -> dict:
     url_list = urls.column("page_url").to_pylist()
     decoded = [query_params(u) for u in url_list]
     params = pa.table(
-        {"page_url": pa.array(url_list, pa.string()), **{n: pa.array([d[i] for d in decoded], pa.string()) for i, n in enumerate(UTM_PARAMS)}}
+        {
+            "page_url": pa.array(url_list, pa.string()),
+            **{n: pa.array([d[i] for d in decoded], pa.string()) for i, n in enumerate(UTM_PARAMS)},
+        }
     )
     con.register("url_params_arrow", params)
     con.execute("CREATE TABLE url_params AS SELECT * FROM url_params_arrow")
@@ -795,14 +810,21 @@ def _silver_events(con) -> dict:
            FROM silver_campaigns WHERE utm_campaign IS NOT NULL
            GROUP BY 1"""
     )
+    # Event times first, materialized: a macro argument is expanded wherever the macro
+    # uses it, so the regular expression is evaluated once per row here, not per use.
+    con.execute(
+        """CREATE TEMP TABLE timed_events AS
+           SELECT * EXCLUDE (_ts), coalesce(epoch_ms_us(event_time), ts_us(_ts)) AS event_us
+           FROM (SELECT *, ts_parts(event_time) AS _ts FROM bronze_events)"""
+    )
+    con.execute("DROP TABLE bronze_events")
     con.execute(
         f"""CREATE TABLE checked_events AS
         WITH t AS (
             SELECT b.wave, b._source_file, b._source_line,
                 b.event_id,
-                lower(trim(b.event_type, ' \t\r\n')) AS event_type,
-                CASE WHEN parse_utc_us(b.event_time) IS NOT NULL
-                     THEN try(make_timestamp(parse_utc_us(b.event_time))) END AS event_time,
+                lower(trim(b.event_type, E' \\t\\r\\n')) AS event_type,
+                CASE WHEN b.event_us IS NOT NULL THEN try(make_timestamp(b.event_us)) END AS event_time,
                 nullif(trim(b.user_id, ' '), '') AS user_id,
                 nullif(trim(b.anonymous_id, ' '), '') AS anonymous_id,
                 b.session_id,
@@ -815,7 +837,7 @@ def _silver_events(con) -> dict:
                 coalesce(b.revenue, numeric_text(b.revenue_rescued)) AS revenue,
                 upper(trim(b.currency, ' ')) AS currency,
                 b.properties
-            FROM bronze_events b
+            FROM timed_events b
             LEFT JOIN url_params u ON u.page_url = b.page_url
         ), r AS (
             SELECT t.* EXCLUDE (raw_campaign_id),
@@ -831,20 +853,22 @@ def _silver_events(con) -> dict:
         )
         SELECT *, {_rules_sql(_EVENT_RULE_EXPRS)} AS _rules FROM r"""
     )
-    # Dedup: the first ingested passing row per event_id (the untrimmed text) wins.
+    con.execute("DROP TABLE timed_events")
+    # Dedup: the first ingested passing row per event_id (the untrimmed text) wins. The
+    # winners are found on narrow rows (key, ingestion position, rowid), then selected.
     con.execute(
         """CREATE TABLE silver_events AS
-           SELECT * EXCLUDE (_rank) FROM (
-               SELECT *, row_number() OVER (PARTITION BY event_id
-                                            ORDER BY wave, _source_file, _source_line) AS _rank
-               FROM checked_events WHERE len(_rules) = 0)
-           WHERE _rank = 1"""
+           SELECT * FROM checked_events
+           WHERE rowid IN (
+               SELECT arg_min(rowid, (wave, _source_file, _source_line))
+               FROM checked_events WHERE len(_rules) = 0
+               GROUP BY event_id)"""
     )
     con.execute("CREATE TABLE quarantine_events AS SELECT * FROM checked_events WHERE len(_rules) > 0")
     one = lambda sql: con.execute(sql).fetchall()[0][0]  # noqa: E731
     passed = one("SELECT count(*) FROM checked_events WHERE len(_rules) = 0")
     written = one("SELECT count(*) FROM silver_events")
-    return {
+    stats = {
         "rows_read": one("SELECT count(*) FROM checked_events"),
         "rows_written": written,
         "rows_quarantined": one("SELECT count(*) FROM quarantine_events"),
@@ -852,10 +876,8 @@ def _silver_events(con) -> dict:
         "rules": _rule_counts(con, "checked_events", _EVENT_RULE_EXPRS),
         "distinct_urls_with_query": len(url_list),
     }
-
-
-def _arrow(con, sql: str) -> pa.Table:
-    return con.sql(sql).to_arrow_table()
+    con.execute("DROP TABLE checked_events")
+    return stats
 
 
 def silver(
@@ -866,6 +888,8 @@ def silver(
     threads: int | None = None,
     memory_limit: str | None = None,
     strict_all: bool = False,
+    out_dir: str | None = None,
+    collect: bool = True,
 ) -> Result:
     """Bronze + Silver of the marketing pipeline from the landing files.
 
@@ -877,11 +901,23 @@ def silver(
 
     `strict_all` sends every event line through the strict Python parser instead of
     DuckDB's JSON functions: slow, but a second, independent reading of the same lines
-    that the fast path must agree with."""
+    that the fast path must agree with.
+
+    `out_dir` also writes every table as `<out_dir>/<name>.parquet` (straight from DuckDB)
+    and the counts as `stats.json`; `collect=False` skips building the pyarrow tables (on
+    10M events they take several GB)."""
+    with tempfile.TemporaryDirectory(prefix="duckdb_pipeline_") as temp_dir:
+        con = _connect(threads, memory_limit, temp_dir)
+        try:
+            return _run(con, landing_dir, waves, max_line_bytes, strict_all, out_dir, collect)
+        finally:
+            con.close()
+
+
+def _run(con, landing_dir, waves, max_line_bytes, strict_all, out_dir, collect) -> Result:
     started = time.perf_counter()
     if waves is None:
         waves = [list_landing(landing_dir)]
-    con = _connect(threads, memory_limit)
     res = Result()
     timings = res.stats.setdefault("seconds", {})
 
@@ -922,25 +958,49 @@ def silver(
     order = "ORDER BY _source_file, _source_line"
     lineage = "_source_file, _source_line, wave AS _bronze_wave"
     ev_cols = ", ".join(SILVER_EVENT_COLUMNS)
-    res.tables["events"] = _arrow(con, f"SELECT {ev_cols}, {lineage} FROM silver_events {order}")
-    res.tables["events_quarantine"] = _arrow(
-        con, f"SELECT {ev_cols}, {lineage}, _rules FROM quarantine_events {order}"
-    )
+    queries = {
+        "events": f"SELECT {ev_cols}, {lineage} FROM silver_events {order}",
+        "events_quarantine": f"SELECT {ev_cols}, {lineage}, _rules FROM quarantine_events {order}",
+    }
     for table in ("fx_rates", "campaigns", "ad_spend"):
         drop = "EXCLUDE (wave, _fx_rate)" if table == "ad_spend" else "EXCLUDE (wave)"
-        res.tables[table] = _arrow(con, f"SELECT * {drop}, wave AS _bronze_wave FROM silver_{table} {order}")
-        res.tables[f"{table}_quarantine"] = _arrow(
-            con, f"SELECT * {drop}, wave AS _bronze_wave FROM quarantine_{table} {order}"
-        )
+        queries[table] = f"SELECT * {drop}, wave AS _bronze_wave FROM silver_{table} {order}"
+        queries[f"{table}_quarantine"] = f"SELECT * {drop}, wave AS _bronze_wave FROM quarantine_{table} {order}"
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+    for name, query in queries.items():
+        if out_dir:
+            target = os.path.join(out_dir, f"{name}.parquet").replace("'", "''")
+            con.execute(f"COPY ({query}) TO '{target}' (FORMAT parquet)")
+        if collect:
+            res.tables[name] = con.sql(query).to_arrow_table()
     timings["export"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
-    con.close()
+    if out_dir:
+        with open(os.path.join(out_dir, "stats.json"), "w") as f:
+            json.dump(res.stats, f, indent=2, default=str)
     return res
 
 
 # ----------------------------------------------------------------------------------------
 # Command line: counts and timings, a performance baseline
 # ----------------------------------------------------------------------------------------
+
+
+def read_result(out_dir: str) -> Result:
+    """The tables and counts `silver(..., out_dir=...)` wrote."""
+    import pyarrow.parquet as pq
+
+    res = Result()
+    with open(os.path.join(out_dir, "stats.json")) as f:
+        res.stats = json.load(f)
+    for name in sorted(os.listdir(out_dir)):
+        if name.endswith(".parquet"):
+            table = pq.read_table(os.path.join(out_dir, name))
+            # DuckDB marks some columns NOT NULL in Parquet depending on the data: ignore that.
+            schema = pa.schema([f.with_nullable(True) for f in table.schema])
+            res.tables[name[: -len(".parquet")]] = table.cast(schema)
+    return res
 
 
 def main(argv=None) -> int:
@@ -952,15 +1012,24 @@ def main(argv=None) -> int:
         "(default: one wave with every file)",
     )
     p.add_argument("--threads", type=int, help="DuckDB threads (default: all cores)")
-    p.add_argument("--memory-limit", help="DuckDB memory limit, e.g. 8GB")
+    p.add_argument("--memory-limit", help=f"DuckDB memory limit, beyond which tables spill to disk (default {DEFAULT_MEMORY_LIMIT})")
     p.add_argument("--json", action="store_true", help="print the counts as JSON")
     p.add_argument("--strict-all", action="store_true", help="parse every event line with the strict Python parser")
+    p.add_argument("--out", help="also write every table as OUT/<name>.parquet and the counts as OUT/stats.json")
     args = p.parse_args(argv)
     waves = None
     if args.waves:
         with open(args.waves) as f:
             waves = json.load(f)
-    res = silver(args.landing, waves, threads=args.threads, memory_limit=args.memory_limit, strict_all=args.strict_all)
+    res = silver(
+        args.landing,
+        waves,
+        threads=args.threads,
+        memory_limit=args.memory_limit,
+        strict_all=args.strict_all,
+        out_dir=args.out,
+        collect=False,
+    )
     if args.json:
         print(json.dumps(res.stats, indent=2, default=str))
         return 0

@@ -52,8 +52,18 @@ fn string_args(args: &[ColumnarValue], rows: usize) -> Result<Vec<ArrayRef>> {
         .collect()
 }
 
-/// Microseconds since the epoch of an event time, per the shipped pipeline's rules.
+/// The instants an event time may name: years 1 to 9999 (what a calendar date, and every
+/// common reader, can hold).
+const EARLIEST_US: i64 = -62_135_596_800_000_000;
+const LATEST_US: i64 = 253_402_300_799_999_999;
+
+/// Microseconds since the epoch of an event time, per the shipped pipeline's rules; an
+/// instant outside years 1 to 9999 is not a valid event time.
 pub fn parse_utc_timestamp(text: &str) -> Option<i64> {
+    parse_micros(text).filter(|us| (EARLIEST_US..=LATEST_US).contains(us))
+}
+
+fn parse_micros(text: &str) -> Option<i64> {
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return text.parse::<i64>().ok()?.checked_mul(1000);
     }
@@ -84,6 +94,25 @@ pub fn parse_utc_timestamp(text: &str) -> Option<i64> {
 
 /// The first value of query parameter `name` in `url`, form-urlencoded-decoded.
 pub fn url_query_param(url: &str, name: &str) -> Option<String> {
+    let bytes = url.as_bytes();
+    // The WHATWG parser removes tabs and newlines and trims C0 controls and spaces; besides
+    // that, the query it returns differs from the text between the first `?` and the next
+    // `#` only by percent-encoding, which the form decoding undoes. So a URL without those
+    // characters is read directly (a test checks this against the parser).
+    let plain = !bytes.iter().any(|b| matches!(b, b'\t' | b'\n' | b'\r'))
+        && bytes.first().is_none_or(|&b| b > b' ')
+        && bytes.last().is_none_or(|&b| b > b' ');
+    if plain {
+        let start = bytes.iter().position(|&b| b == b'?' || b == b'#')?;
+        if bytes[start] == b'#' {
+            return None;
+        }
+        let query = &url[start + 1..];
+        let query = query.split('#').next().unwrap_or_default();
+        return url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned());
+    }
     let query = match url::Url::parse(url) {
         Ok(parsed) => parsed.query().map(str::to_string),
         // Relative or malformed URLs: the part after `?`, up to a fragment.
@@ -98,13 +127,102 @@ pub fn url_query_param(url: &str, name: &str) -> Option<String> {
 
 /// A top-level member of a JSON object as text.
 pub fn json_get_text(json: &str, key: &str) -> Option<String> {
-    let serde_json::Value::Object(map) = serde_json::from_str(json).ok()? else {
-        return None;
+    match serde_json::from_str(json) {
+        Ok(serde_json::Value::Object(map)) => match map.get(key)? {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        },
+        Ok(_) => None,
+        // Valid JSON that serde_json will not hold, such as a number beyond the double
+        // range (`1e400`): the member's text as written.
+        Err(_) => {
+            let raw = raw_member(json, key)?;
+            match raw.as_bytes()[0] {
+                b'"' => serde_json::from_str(raw).ok(),
+                _ if raw == "null" => None,
+                _ => Some(raw.to_string()),
+            }
+        }
+    }
+}
+
+/// The text of member `key` of the JSON object `json`, found by scanning its top level.
+fn raw_member<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let b = json.as_bytes();
+    let skip = |mut i: usize| {
+        while b.get(i).is_some_and(|c| c.is_ascii_whitespace()) {
+            i += 1;
+        }
+        i
     };
-    match map.get(key)? {
-        serde_json::Value::Null => None,
-        serde_json::Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
+    let string_end = |mut i: usize| {
+        i += 1;
+        while i < b.len() {
+            match b[i] {
+                b'\\' => i += 2,
+                b'"' => return Some(i + 1),
+                _ => i += 1,
+            }
+        }
+        None
+    };
+    let value_end = |mut i: usize| match b.get(i)? {
+        b'"' => string_end(i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            while i < b.len() {
+                match b[i] {
+                    b'"' => {
+                        i = string_end(i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            None
+        }
+        _ => {
+            while i < b.len() && !matches!(b[i], b',' | b'}' | b']') && !b[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            Some(i)
+        }
+    };
+    let mut i = skip(0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    loop {
+        i = skip(i);
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(i)?;
+        let name: String = serde_json::from_str(&json[i..key_end]).ok()?;
+        i = skip(key_end);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = skip(i + 1);
+        let end = value_end(start)?;
+        if name == key {
+            return (end > start).then(|| &json[start..end]);
+        }
+        i = skip(end);
+        match b.get(i)? {
+            b',' => i += 1,
+            _ => return None,
+        }
     }
 }
 
@@ -265,6 +383,49 @@ mod tests {
     }
 
     #[test]
+    fn event_times_outside_years_1_to_9999_are_invalid() {
+        assert_eq!(parse_utc_timestamp("9223372036854775"), None);
+        assert_eq!(parse_utc_timestamp("0000-01-01T00:00:00Z"), None);
+        assert_eq!(
+            parse_utc_timestamp("0001-01-01T00:00:00Z"),
+            Some(EARLIEST_US)
+        );
+        assert_eq!(
+            parse_utc_timestamp("9999-12-31 23:59:59.999999"),
+            Some(LATEST_US)
+        );
+        assert_eq!(parse_utc_timestamp("253402300800000"), None);
+    }
+
+    #[test]
+    fn reading_the_query_directly_agrees_with_the_url_parser() {
+        let urls = [
+            "https://shop.example.com/l?utm_campaign=Autumn+Sale&utm_campaign=x",
+            "https://shop.example.com/l?utm_campaign=caf\u{e9}%20bar&a=\"q\"#frag?utm_campaign=no",
+            "https://shop.example.com/l#top?utm_campaign=no",
+            "https://user:pw@host.example:8080/a/b?x=1&utm_campaign=%zz&utm_campaign=2",
+            "mailto:someone@example.com?utm_campaign=mail",
+            "https://shop.example.com/?utm_campaign=a b<c>'d'",
+            "https://shop.example.com/?=x&utm_campaign",
+            "https://shop.example.com/?utm_campaign=a%2Bb+c",
+        ];
+        for url in urls {
+            let parsed = url::Url::parse(url).unwrap();
+            let by_parser = parsed.query().and_then(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "utm_campaign")
+                    .map(|(_, v)| v.into_owned())
+            });
+            assert_eq!(url_query_param(url, "utm_campaign"), by_parser, "{url}");
+        }
+        // Tabs and surrounding spaces: the parser's reading.
+        assert_eq!(
+            url_query_param(" https://x.example/?utm_campaign=a\tb ", "utm_campaign").as_deref(),
+            Some("ab")
+        );
+    }
+
+    #[test]
     fn json_members_as_text() {
         let j = r#"{"revenue": "12.50", "n": 1.5, "o": {"a": [1]}, "z": null}"#;
         assert_eq!(json_get_text(j, "revenue").as_deref(), Some("12.50"));
@@ -274,6 +435,13 @@ mod tests {
         assert_eq!(json_get_text(j, "missing"), None);
         assert_eq!(json_get_text("[1]", "a"), None);
         assert_eq!(json_get_text("not json", "a"), None);
+        // Numbers serde_json will not hold are read as written.
+        let big = r#"{"a": {"x": "}"}, "s": "a\"b", "revenue": 1e400, "t": "x"}"#;
+        assert_eq!(json_get_text(big, "revenue").as_deref(), Some("1e400"));
+        assert_eq!(json_get_text(big, "s").as_deref(), Some("a\"b"));
+        assert_eq!(json_get_text(big, "a").as_deref(), Some(r#"{"x": "}"}"#));
+        assert_eq!(json_get_text(big, "t").as_deref(), Some("x"));
+        assert_eq!(json_get_text(big, "missing"), None);
     }
 
     #[test]

@@ -276,6 +276,46 @@ async fn decide(
     })
 }
 
+/// A table writer that closes its open files whenever they hold about [`FLUSH_BYTES`] of
+/// encoded data, so that memory stays bounded however many partitions a batch spreads
+/// over (each open file holds its row group in progress).
+struct Sink {
+    writer: RecordBatchWriter,
+    adds: Vec<deltalake::kernel::Add>,
+    url: url::Url,
+}
+
+/// Encoded bytes after which a [`Sink`] closes its files.
+const FLUSH_BYTES: usize = 96 << 20;
+
+impl Sink {
+    fn new(writer: RecordBatchWriter, url: &url::Url) -> Self {
+        Self {
+            writer,
+            adds: Vec::new(),
+            url: url.clone(),
+        }
+    }
+
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        self.writer
+            .write(batch)
+            .await
+            .map_err(|e| storage_error(&self.url, e))?;
+        if self.writer.buffer_len() > FLUSH_BYTES {
+            let adds = self.writer.flush().await.map_err(|e| storage_error(&self.url, e))?;
+            self.adds.extend(adds);
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<Vec<deltalake::kernel::Add>> {
+        let adds = self.writer.flush().await.map_err(|e| storage_error(&self.url, e))?;
+        self.adds.extend(adds);
+        Ok(self.adds)
+    }
+}
+
 /// Writer settings of Silver tables.
 fn writer_for(table: &DeltaTable, row_group_rows: usize) -> Result<RecordBatchWriter> {
     let properties = WriterProperties::builder()
@@ -571,11 +611,14 @@ pub async fn run(
         )
         .with_target_file_size(256 << 20);
     }
-    let mut q_writer =
+    let mut silver_writer = Sink::new(silver_writer, &silver_url);
+    let mut q_writer = Sink::new(
         RecordBatchWriter::try_new(quarantine.table_url().clone(), q_schema.clone(), None, None)
-            .map_err(|e| Error::Storage(e.to_string()))?;
+            .map_err(|e| Error::Storage(e.to_string()))?,
+        &q_url,
+    );
     let mut k_writer = match &index {
-        Some(i) => Some(writer_for(i, 16 * 1024)?),
+        Some(i) => Some(Sink::new(writer_for(i, 16 * 1024)?, &keys_url)),
         None => None,
     };
     let mut latest: Vec<RecordBatch> = Vec::new();
@@ -620,10 +663,7 @@ pub async fn run(
         if let Some(q) = &verdict.quarantine {
             let rows = quarantine_rows(&batch, &applied, q, &transform, &q_schema, stamp)?;
             metrics.rows_quarantined += rows.num_rows() as u64;
-            q_writer
-                .write(rows)
-                .await
-                .map_err(|e| storage_error(&q_url, e))?;
+            q_writer.write(rows).await?;
         }
         let kept = filter_record_batch(&applied.rows, &verdict.keep)
             .map_err(|e| Error::Other(e.to_string()))?;
@@ -647,23 +687,15 @@ pub async fn run(
             let rows = take_record_batch(&kept, &UInt32Array::from(fresh))
                 .map_err(|e| Error::Other(e.to_string()))?;
             metrics.rows_written += rows.num_rows() as u64;
-            silver_writer
-                .write(rows)
-                .await
-                .map_err(|e| storage_error(&silver_url, e))?;
+            silver_writer.write(rows).await?;
             if let Some(w) = k_writer.as_mut() {
-                w.write(keys::index_batch(&new_keys, next_version)?)
-                    .await
-                    .map_err(|e| storage_error(&keys_url, e))?;
+                w.write(keys::index_batch(&new_keys, next_version)?).await?;
             }
         } else if def.keep == Keep::Latest && !transform.key.is_empty() {
             latest.push(kept);
         } else {
             metrics.rows_written += kept.num_rows() as u64;
-            silver_writer
-                .write(kept)
-                .await
-                .map_err(|e| storage_error(&silver_url, e))?;
+            silver_writer.write(kept).await?;
         }
     }
     if let Some(failure) = failure {
@@ -702,10 +734,7 @@ pub async fn run(
         let (rows, replaced) = last_per_key(&output, &all, &transform.key)?;
         metrics.duplicates_removed += replaced;
         metrics.rows_written = rows.num_rows() as u64;
-        silver_writer
-            .write(rows)
-            .await
-            .map_err(|e| storage_error(&silver_url, e))?;
+        silver_writer.write(rows).await?;
         replace_all = true;
     }
 
@@ -726,10 +755,7 @@ pub async fn run(
     };
     let input_txn = Transaction::new(input_app_id(&bronze_ref), decision.to);
     crash_points(table, "before_commit");
-    let q_adds = q_writer
-        .flush()
-        .await
-        .map_err(|e| storage_error(&q_url, e))?;
+    let q_adds = q_writer.finish().await?;
     let q_removes = leftovers(&quarantine, silver_version, rebuild)?;
     if !q_adds.is_empty() || !q_removes.is_empty() {
         let mut actions: Vec<Action> = q_removes.into_iter().map(Action::Remove).collect();
@@ -753,8 +779,8 @@ pub async fn run(
             .map_err(|e| storage_error(&q_url, e))?;
         crash_points(table, "after_quarantine_commit");
     }
-    if let (Some(index), Some(mut w)) = (index.as_mut(), k_writer) {
-        let adds = w.flush().await.map_err(|e| storage_error(&keys_url, e))?;
+    if let (Some(index), Some(w)) = (index.as_mut(), k_writer) {
+        let adds = w.finish().await?;
         let removes = leftovers(index, silver_version, rebuild)?;
         if !adds.is_empty() || !removes.is_empty() {
             let mut actions: Vec<Action> = removes.into_iter().map(Action::Remove).collect();
@@ -776,10 +802,7 @@ pub async fn run(
             crash_points(table, "after_index_commit");
         }
     }
-    let adds = silver_writer
-        .flush()
-        .await
-        .map_err(|e| storage_error(&silver_url, e))?;
+    let adds = silver_writer.finish().await?;
     let mut actions: Vec<Action> = Vec::new();
     if replace_all {
         actions.extend(all_files(&silver)?.into_iter().map(Action::Remove));
