@@ -523,14 +523,18 @@ CREATE MACRO ts_us(p) AS CASE
 CREATE MACRO epoch_ms_us(t) AS CASE
     WHEN regexp_full_match(t, '[0-9]+') AND TRY_CAST(t AS BIGINT) <= 9223372036854775
     THEN TRY_CAST(t AS BIGINT) * 1000 END;
--- A revenue given as text (a numeric string, or a rescued number that is no finite double):
--- a decimal number, optionally signed, with an optional exponent, surrounding whitespace
--- allowed (as TRY_CAST allows it); NaN, infinities and numbers beyond the double range are
--- not a valid revenue (NULL, so `revenue_valid` fails).
+-- A revenue given as text (a numeric string, or a rescued number that is no finite double),
+-- read as the engine's TRY_CAST to DOUBLE reads it: a decimal number, optionally signed, with
+-- an optional exponent (beyond the double range: an infinity), or NaN / inf / infinity in any
+-- case; surrounding whitespace allowed. NaN and infinities then fail `revenue_valid`.
 CREATE MACRO numeric_text(t) AS CASE
     WHEN regexp_full_match(trim(t, E' \t\n\r'), '[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?')
-         AND isfinite(TRY_CAST(trim(t, E' \t\n\r') AS DOUBLE))
-    THEN TRY_CAST(trim(t, E' \t\n\r') AS DOUBLE) END;
+    THEN coalesce(
+        TRY_CAST(trim(t, E' \t\n\r') AS DOUBLE),
+        CASE WHEN starts_with(trim(t, E' \t\n\r'), '-') THEN -'inf'::DOUBLE ELSE 'inf'::DOUBLE END)
+    WHEN regexp_full_match(lower(trim(t, E' \t\n\r')), '[+-]?(nan|inf|infinity)')
+    THEN TRY_CAST(trim(t, E' \t\n\r') AS DOUBLE)
+    END;
 """
 
 
@@ -756,7 +760,7 @@ _EVENT_RULE_EXPRS = {
     "event_id_present": "event_id IS NOT NULL AND trim(event_id, ' ') <> ''",
     "event_type_known": "event_type IN (" + ", ".join(f"'{t}'" for t in KNOWN_EVENT_TYPES) + ")",
     "event_time_parseable": "event_time IS NOT NULL",
-    "revenue_valid": "NOT revenue_given OR (revenue IS NOT NULL AND revenue >= 0)",
+    "revenue_valid": "NOT revenue_given OR (revenue IS NOT NULL AND revenue >= 0 AND revenue < 'inf'::DOUBLE)",
     "currency_known": "NOT revenue_given OR _fx_rate IS NOT NULL",
 }
 

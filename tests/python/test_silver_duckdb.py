@@ -526,8 +526,6 @@ def test_edge_cases_match(edge, name):
     assert_same_rows(engine, ours.tables[name], ALL_TABLES[name], f"edge cases, {name}")
 
 
-@pytest.mark.xfail(strict=True, reason="engine: a revenue of NaN or infinity passes revenue_valid; "
-                   "a JSON number beyond the double range is read as no revenue")
 def test_non_finite_revenue_is_not_valid(tmp_path):
     root, _, ours = both_sides(tmp_path, NON_FINITE_REVENUE_LINES)
     problems = []
@@ -536,8 +534,6 @@ def test_non_finite_revenue_is_not_valid(tmp_path):
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason="engine: the Silver run fails with an Arrow cast error "
-                   "on an epoch beyond chrono's date range")
 def test_an_event_time_beyond_the_date_range_does_not_fail_the_run(tmp_path):
     src = tmp_path / "src"
     (src / "events").mkdir(parents=True)

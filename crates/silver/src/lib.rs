@@ -303,14 +303,22 @@ impl Sink {
             .await
             .map_err(|e| storage_error(&self.url, e))?;
         if self.writer.buffer_len() > FLUSH_BYTES {
-            let adds = self.writer.flush().await.map_err(|e| storage_error(&self.url, e))?;
+            let adds = self
+                .writer
+                .flush()
+                .await
+                .map_err(|e| storage_error(&self.url, e))?;
             self.adds.extend(adds);
         }
         Ok(())
     }
 
     async fn finish(mut self) -> Result<Vec<deltalake::kernel::Add>> {
-        let adds = self.writer.flush().await.map_err(|e| storage_error(&self.url, e))?;
+        let adds = self
+            .writer
+            .flush()
+            .await
+            .map_err(|e| storage_error(&self.url, e))?;
         self.adds.extend(adds);
         Ok(self.adds)
     }
