@@ -37,6 +37,7 @@ use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
 use deltalake::kernel::{Action, MetadataExt, Remove, Transaction};
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use futures::StreamExt;
@@ -286,7 +287,7 @@ struct Sink {
 }
 
 /// Encoded bytes after which a [`Sink`] closes its files.
-const FLUSH_BYTES: usize = 96 << 20;
+const FLUSH_BYTES: usize = 32 << 20;
 
 impl Sink {
     fn new(writer: RecordBatchWriter, url: &url::Url) -> Self {
@@ -325,17 +326,32 @@ impl Sink {
 }
 
 /// Writer settings of Silver tables.
-fn writer_for(table: &DeltaTable, row_group_rows: usize) -> Result<RecordBatchWriter> {
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(row_group_rows))
-        .build();
+fn writer_for(
+    table: &DeltaTable,
+    row_group_rows: usize,
+    unique: &[&str],
+) -> Result<RecordBatchWriter> {
+    let properties = writer_properties(row_group_rows, unique);
     RecordBatchWriter::for_table(table)
         .map(|w| {
             w.with_writer_properties(properties)
                 .with_target_file_size(256 << 20)
         })
         .map_err(|e| Error::Storage(e.to_string()))
+}
+
+/// Parquet settings: Snappy, bounded row groups, and no dictionary encoding for `unique`
+/// columns (a key is unique per row, so a dictionary of it only costs time).
+fn writer_properties(row_group_rows: usize, unique: &[&str]) -> WriterProperties {
+    unique
+        .iter()
+        .fold(
+            WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .set_max_row_group_row_count(Some(row_group_rows)),
+            |b, c| b.set_column_dictionary_enabled(ColumnPath::from(*c), false),
+        )
+        .build()
 }
 
 /// The quarantine's schema: the row's Silver columns, the failed rules, the error, the
@@ -517,7 +533,13 @@ pub async fn run(
     let bronze_schema = arrow_schema(&bronze)?;
     let input_schema = input::input_schema(&bronze_schema);
     let declared = declared_columns(pipeline, &bronze_ref);
-    let transform = Transform::compile(&session, def, input_schema.clone(), &declared, dimensions)?;
+    let transform = Arc::new(Transform::compile(
+        &session,
+        def,
+        input_schema.clone(),
+        &declared,
+        dimensions,
+    )?);
     let files = input::files(&bronze, from, decision.to).await?;
     metrics.bronze_files = files.len();
 
@@ -582,14 +604,14 @@ pub async fn run(
     let mut seen = KeySet::default();
     if let (Some(index), false) = (index.as_ref(), rebuild) {
         let mut wanted = KeySet::default();
-        let mut stream = Box::pin(input::rows(
+        let mut stream = computed(
             store.clone(),
             files.clone(),
             input_schema.clone(),
-        ));
-        let mut ignored = BTreeMap::new();
-        while let Some(batch) = stream.next().await {
-            let applied = transform.apply(&batch?, &mut ignored)?;
+            transform.clone(),
+        );
+        while let Some(next) = stream.next().await {
+            let (_, applied, _) = next?;
             let keep = kept_rows(&transform, &applied);
             let rows = filter_record_batch(&applied.rows, &keep)
                 .map_err(|e| Error::Other(e.to_string()))?;
@@ -601,7 +623,13 @@ pub async fn run(
 
     // The pass that writes.
     let row_group = 64 * 1024;
-    let mut silver_writer = writer_for(&silver, row_group)?;
+    // Keys of `keep` tables are unique per row.
+    let unique: Vec<&str> = if transform.key.len() == 1 {
+        def.key.iter().map(|k| k.as_str()).collect()
+    } else {
+        Vec::new()
+    };
+    let mut silver_writer = writer_for(&silver, row_group, &unique)?;
     if metadata_change.metadata.is_some() {
         // The writer must encode with the new schema.
         silver_writer = RecordBatchWriter::try_new(
@@ -611,12 +639,7 @@ pub async fn run(
             None,
         )
         .map_err(|e| Error::Storage(e.to_string()))?
-        .with_writer_properties(
-            WriterProperties::builder()
-                .set_compression(Compression::SNAPPY)
-                .set_max_row_group_row_count(Some(row_group))
-                .build(),
-        )
+        .with_writer_properties(writer_properties(row_group, &unique))
         .with_target_file_size(256 << 20);
     }
     let mut silver_writer = Sink::new(silver_writer, &silver_url);
@@ -626,7 +649,10 @@ pub async fn run(
         &q_url,
     );
     let mut k_writer = match &index {
-        Some(i) => Some(Sink::new(writer_for(i, 16 * 1024)?, &keys_url)),
+        Some(i) => Some(Sink::new(
+            writer_for(i, 16 * 1024, &["k_hi", "k_lo"])?,
+            &keys_url,
+        )),
         None => None,
     };
     let mut latest: Vec<RecordBatch> = Vec::new();
@@ -636,19 +662,25 @@ pub async fn run(
         ctx.started_at.timestamp_micros(),
         next_version,
     );
-    let mut stream = Box::pin(input::rows(
+    let mut stream = computed(
         store.clone(),
         files.clone(),
         input_schema.clone(),
-    ));
+        transform.clone(),
+    );
     let drift_fail = def.schema_evolution == SchemaEvolution::Fail;
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
+    while let Some(next) = stream.next().await {
+        let (batch, applied, ambiguous) = next?;
         metrics.rows_read += batch.num_rows() as u64;
+        for (lookup, values) in ambiguous {
+            let counts = metrics.ambiguous.entry(lookup).or_default();
+            for (value, n) in values {
+                *counts.entry(value).or_default() += n;
+            }
+        }
         if drift_fail {
             check_no_drift(&batch, &transform.drift, table)?;
         }
-        let applied = transform.apply(&batch, &mut metrics.ambiguous)?;
         let verdict = judge(&transform, &applied, metrics);
         if let Some((rule, at)) = verdict.fail {
             let file = applied
@@ -1062,6 +1094,37 @@ fn files_where(table: &DeltaTable, keep: impl Fn(Option<String>) -> bool) -> Res
             default_row_commit_version: None,
         })
         .collect())
+}
+
+/// A lookup's ambiguous values and how often each was met.
+type Ambiguous = BTreeMap<String, BTreeMap<String, u64>>;
+
+/// Batches computed ahead of use: the Bronze rows of `files`, each batch's transform run on
+/// the blocking pool, two at a time, in order; so reading and computing overlap with the
+/// caller's deduplication and Parquet encoding.
+fn computed(
+    store: Arc<dyn deltalake::ObjectStore>,
+    files: Vec<input::BronzeFile>,
+    schema: SchemaRef,
+    transform: Arc<Transform>,
+) -> std::pin::Pin<Box<dyn futures::Stream<Item = Result<(RecordBatch, Applied, Ambiguous)>> + Send>>
+{
+    Box::pin(
+        input::rows(store, files, schema)
+            .map(move |batch| {
+                let transform = transform.clone();
+                tokio::task::spawn_blocking(move || {
+                    let batch = batch?;
+                    let mut ambiguous = Ambiguous::new();
+                    let applied = transform.apply(&batch, &mut ambiguous)?;
+                    Ok((batch, applied, ambiguous))
+                })
+            })
+            .buffered(2)
+            .map(|joined| {
+                joined.map_err(|e| Error::Other(format!("computing a batch stopped: {e}")))?
+            }),
+    )
 }
 
 /// What happens to each row of a batch.

@@ -509,6 +509,24 @@ fn a_changed_definition_is_refused_unless_rebuilt_or_accepted_forward_only() {
         &dir.join("landing/items/2.ndjson"),
         concat!(r#"{"id":"b","qty":5}"#, "\n"),
     );
+    // `plan` says what a run would do: refuse the changed definition.
+    run_with(dir, &root, &dir.join("landing"), &["--layer", "bronze"], 0);
+    let plan = medallion(dir)
+        .args(["plan", "--format", "json", "--root"])
+        .arg(&root)
+        .arg("--landing")
+        .arg(dir.join("landing"))
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&plan)).unwrap();
+    let items = plan["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "silver.items")
+        .unwrap();
+    assert_eq!(items["silver"]["mode"], "refused", "{items}");
+    assert_eq!(items["silver"]["to_version"], 2, "{items}");
     let (_, err) = run_small(dir, 2);
     assert!(
         err.contains("definition of `silver.items` changed") && err.contains("--full-refresh"),
