@@ -1099,6 +1099,11 @@ fn files_where(table: &DeltaTable, keep: impl Fn(Option<String>) -> bool) -> Res
 /// A lookup's ambiguous values and how often each was met.
 type Ambiguous = BTreeMap<String, BTreeMap<String, u64>>;
 
+/// Bronze batches with their computed rows.
+type Computed = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<(RecordBatch, Applied, Ambiguous)>> + Send>,
+>;
+
 /// Batches computed ahead of use: the Bronze rows of `files`, each batch's transform run on
 /// the blocking pool, two at a time, in order; so reading and computing overlap with the
 /// caller's deduplication and Parquet encoding.
