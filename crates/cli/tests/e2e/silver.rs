@@ -704,7 +704,22 @@ fn a_crash_at_any_commit_point_then_a_rerun_equals_a_clean_run() {
         bronze_and_silver(&root, &landing);
         place(&landing, &second);
         run_with(&repo(), &root, &landing, &["--layer", "bronze"], 0);
-        if let Some(point) = crash {
+        if let Some(delay) = crash.and_then(|c| c.strip_prefix("kill after ")) {
+            // A real SIGKILL at some moment of the Silver run.
+            let ms: u64 = delay.trim_end_matches(" ms").parse().unwrap();
+            let mut child = medallion(&repo())
+                .args(["run", "--layer", "silver", "-q", "--root"])
+                .arg(&root)
+                .arg("--landing")
+                .arg(&landing)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            let _ = child.kill();
+            let _ = child.wait();
+        } else if let Some(point) = crash {
             let out = medallion(&repo())
                 .args(["run", "--layer", "silver", "--root"])
                 .arg(&root)
@@ -731,5 +746,8 @@ fn a_crash_at_any_commit_point_then_a_rerun_equals_a_clean_run() {
         "silver.events.after_commit",
     ] {
         assert_same(&waves(point, Some(point)), &expected, point);
+    }
+    for kill in ["kill after 60 ms", "kill after 200 ms", "kill after 400 ms"] {
+        assert_same(&waves(kill, Some(kill)), &expected, kill);
     }
 }
