@@ -23,7 +23,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
 use deltalake::kernel::{Action, MetadataExt, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, ObjectStore, Path};
@@ -31,7 +30,8 @@ use futures::StreamExt;
 use medallion_config::{Layer, OnChangedFile, Source, TableRef};
 use medallion_core::faults::crash_point;
 use medallion_core::table::{
-    commit, kernel_schema, open_existing, open_or_create, storage_error, table_properties,
+    arrow_schema, commit, kernel_schema, open_existing, open_or_create, storage_error,
+    table_properties,
 };
 use medallion_core::{Error, Pipeline, Result, RunContext};
 use serde::Serialize;
@@ -304,15 +304,6 @@ pub async fn run(pipeline: &Pipeline, table: &TableRef, ctx: &RunContext) -> Res
     metrics.quarantine_version = quarantine.version();
     metrics.seconds = started.elapsed().as_secs_f64();
     Ok(metrics)
-}
-
-fn arrow_schema(table: &DeltaTable) -> Result<deltalake::arrow::datatypes::Schema> {
-    let snapshot = table.snapshot().map_err(|e| Error::Other(e.to_string()))?;
-    snapshot
-        .schema()
-        .as_ref()
-        .try_into_arrow()
-        .map_err(|e| Error::Other(format!("schema of {}: {e}", table.table_url())))
 }
 
 /// Attempts at committing a group when other jobs commit to the same tables meanwhile.

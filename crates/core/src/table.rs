@@ -146,3 +146,14 @@ pub fn kernel_schema(schema: &Arc<ArrowSchema>) -> Result<StructType> {
         .try_into_kernel()
         .map_err(|e| Error::Other(format!("schema: {e}")))
 }
+
+/// The table's schema as Arrow's.
+pub fn arrow_schema(table: &DeltaTable) -> Result<ArrowSchema> {
+    use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
+    let snapshot = table.snapshot().map_err(|e| Error::Other(e.to_string()))?;
+    snapshot
+        .schema()
+        .as_ref()
+        .try_into_arrow()
+        .map_err(|e| Error::Other(format!("schema of {}: {e}", redacted(table.table_url()))))
+}

@@ -33,7 +33,6 @@ use deltalake::arrow::compute::{filter_record_batch, take_record_batch};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::prelude::SessionContext;
-use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
 use deltalake::kernel::{Action, MetadataExt, Remove, Transaction};
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
@@ -45,8 +44,8 @@ use medallion_config::{Action as RuleAction, Keep, Layer, SchemaEvolution, Silve
 use medallion_core::columns::{INGESTED_AT, RUN_ID, SOURCE_FILE, SOURCE_LINE, utc_timestamp};
 use medallion_core::faults::crash_point;
 use medallion_core::table::{
-    commit, kernel_schema, open_existing, open_or_create, storage_error, table_properties,
-    transaction_version,
+    arrow_schema, commit, kernel_schema, open_existing, open_or_create, storage_error,
+    table_properties, transaction_version,
 };
 use medallion_core::{Error, Pipeline, Result, RunContext};
 use serde::Serialize;
@@ -197,15 +196,6 @@ fn declared_columns(pipeline: &Pipeline, bronze: &TableRef) -> Vec<String> {
         .and_then(|s| pipeline.config.sources.iter().find(|(k, _)| k.value == *s))
         .map(|(_, s)| s.columns.keys().map(|k| k.as_str().to_string()).collect())
         .unwrap_or_default()
-}
-
-fn arrow_schema(table: &DeltaTable) -> Result<Schema> {
-    let snapshot = table.snapshot().map_err(|e| Error::Other(e.to_string()))?;
-    snapshot
-        .schema()
-        .as_ref()
-        .try_into_arrow()
-        .map_err(|e| Error::Other(format!("schema of {}: {e}", table.table_url())))
 }
 
 fn partition_columns(table: &DeltaTable) -> Result<Vec<String>> {
@@ -800,7 +790,7 @@ pub async fn run(
     if !q_adds.is_empty() || !q_removes.is_empty() {
         let mut actions: Vec<Action> = q_removes.into_iter().map(Action::Remove).collect();
         actions.extend(q_adds.into_iter().map(Action::Add));
-        if let Some(m) = metadata_for(&quarantine, &q_schema, &[])? {
+        if let Some(m) = metadata_for(&quarantine, &q_schema)? {
             actions.push(m);
         }
         commit(
@@ -1032,11 +1022,7 @@ fn schema_change(
 }
 
 /// A metadata action when the table's schema differs from `schema`.
-fn metadata_for(
-    table: &DeltaTable,
-    schema: &SchemaRef,
-    _partitions: &[String],
-) -> Result<Option<Action>> {
+fn metadata_for(table: &DeltaTable, schema: &SchemaRef) -> Result<Option<Action>> {
     let current = arrow_schema(table)?;
     let same = current.fields().len() == schema.fields().len()
         && current
@@ -1112,8 +1098,7 @@ fn computed(
     files: Vec<input::BronzeFile>,
     schema: SchemaRef,
     transform: Arc<Transform>,
-) -> std::pin::Pin<Box<dyn futures::Stream<Item = Result<(RecordBatch, Applied, Ambiguous)>> + Send>>
-{
+) -> Computed {
     Box::pin(
         input::rows(store, files, schema)
             .map(move |batch| {
