@@ -154,7 +154,7 @@ pub async fn append(pipeline: &Pipeline, ctx: &RunContext, records: &[RunRecord]
     }
     let url = pipeline.locations.runs();
     let properties = table_properties(&pipeline.config.storage);
-    let table = open_or_create(&url, &schema(), &[], &properties, "runs").await?;
+    let mut table = open_or_create(&url, &schema(), &[], &properties, "runs").await?;
     let mut writer = RecordBatchWriter::for_table(&table).map_err(|e| storage_error(&url, e))?;
     writer
         .write(batch(records)?)
@@ -170,15 +170,29 @@ pub async fn append(pipeline: &Pipeline, ctx: &RunContext, records: &[RunRecord]
         partition_by: None,
         predicate: None,
     };
-    commit(
-        &table,
-        adds.into_iter().map(Action::Add).collect(),
-        Vec::new(),
-        info,
-        operation,
-        ctx.commit_retries,
-    )
-    .await
-    .map_err(|e| storage_error(&url, e))?;
-    Ok(())
+    // Appends never conflict logically; a job that created the table at the same moment as
+    // another may still see its first commit refused ("metadata changed"): read the table
+    // again and retry.
+    let actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match commit(
+            &table,
+            actions.clone(),
+            Vec::new(),
+            info.clone(),
+            operation.clone(),
+            ctx.commit_retries,
+        )
+        .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt < 5 => {
+                tracing::debug!("run log commit retried: {e}");
+                table.load().await.map_err(|e| storage_error(&url, e))?;
+            }
+            Err(e) => return Err(storage_error(&url, e)),
+        }
+    }
 }

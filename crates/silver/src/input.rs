@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use deltalake::arrow::array::{ArrayRef, Int64Array, new_null_array};
+use deltalake::arrow::array::{Array, ArrayRef, AsArray, Int64Array, new_null_array};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::parquet::arrow::ParquetRecordBatchStreamBuilder;
+use deltalake::parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use deltalake::{DeltaTable, ObjectStore, Path};
 use futures::{Stream, StreamExt, TryStreamExt};
 use medallion_core::columns::{SOURCE_FILE, SOURCE_LINE};
@@ -83,6 +83,13 @@ pub async fn files(table: &DeltaTable, after: i64, upto: i64) -> Result<Vec<Bron
             });
         }
     }
+    // Parquet truncates string statistics to 64 bytes: a long `_source_file` is read from the
+    // file itself, so that two landed files sharing a long prefix still sort exactly.
+    for file in out.iter_mut().filter(|f| f.source_file.len() >= 60) {
+        if let Some(name) = first_source_file(table.object_store(), file).await? {
+            file.source_file = name;
+        }
+    }
     out.sort_by(|a, b| {
         (a.version, &a.source_file, a.first_line, &a.path).cmp(&(
             b.version,
@@ -92,6 +99,46 @@ pub async fn files(table: &DeltaTable, after: i64, upto: i64) -> Result<Vec<Bron
         ))
     });
     Ok(out)
+}
+
+/// The `_source_file` of a Bronze file's first row.
+async fn first_source_file(
+    store: Arc<dyn ObjectStore>,
+    file: &BronzeFile,
+) -> Result<Option<String>> {
+    let what =
+        |e: &dyn std::fmt::Display| Error::Storage(format!("Bronze file `{}`: {e}", file.path));
+    let location = Path::from_url_path(&file.path).map_err(|e| what(&e))?;
+    let reader = StoreReader {
+        store,
+        location,
+        size: file.size,
+    };
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|e| what(&e))?;
+    let Some(column) = builder
+        .schema()
+        .fields()
+        .iter()
+        .position(|f| f.name() == SOURCE_FILE)
+    else {
+        return Ok(None);
+    };
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [column]);
+    let mut stream = builder
+        .with_projection(mask)
+        .with_batch_size(1)
+        .with_limit(1)
+        .build()
+        .map_err(|e| what(&e))?;
+    let Some(batch) = stream.next().await else {
+        return Ok(None);
+    };
+    let batch = batch.map_err(|e| what(&e))?;
+    let column = cast(batch.column(0), &DataType::Utf8).map_err(|e| what(&e))?;
+    let column = column.as_string::<i32>();
+    Ok((!column.is_empty() && column.is_valid(0)).then(|| column.value(0).to_string()))
 }
 
 /// The schema Silver reads Bronze with: the Bronze table's schema plus `_bronze_version`.

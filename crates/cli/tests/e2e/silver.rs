@@ -751,3 +751,32 @@ fn a_crash_at_any_commit_point_then_a_rerun_equals_a_clean_run() {
         assert_same(&waves(kill, Some(kill)), &expected, kill);
     }
 }
+
+#[test]
+fn first_ingested_wins_across_files_with_long_names_sharing_a_prefix() {
+    // Parquet keeps 64 bytes of a string's statistics: files whose names share a longer
+    // prefix must still be read in name order.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    small_config(dir, "", "add_columns");
+    let prefix = "a-landing-folder-with-a-rather-long-name/and-a-long-file-name-prefix-too";
+    for k in 1..=6 {
+        write(
+            &dir.join(format!("landing/items/{prefix}-{k}.ndjson")),
+            &format!("{{\"id\":\"dup\",\"qty\":{k}}}\n"),
+        );
+    }
+    let (report, _) = run_small(dir, 0);
+    assert_eq!(
+        silver_report(&report, "silver.items")["duplicates_removed"],
+        5
+    );
+    assert_eq!(
+        lines(
+            &dir.join("lake/silver/items"),
+            &["id", "qty", "_source_file"],
+            "id"
+        ),
+        [format!("dup|1|items/{prefix}-1.ndjson")]
+    );
+}
