@@ -102,6 +102,8 @@ pub struct SilverMetrics {
     pub ambiguous: BTreeMap<String, BTreeMap<String, u64>>,
     /// Columns added to the table by this run.
     pub new_columns: Vec<String>,
+    /// Columns whose type this run widened (`name (from → to)`), rewriting the table.
+    pub widened_columns: Vec<String>,
     /// Fingerprint of the table's definition.
     pub definition: String,
     /// Silver table version after the run.
@@ -558,6 +560,7 @@ pub async fn run(
     let next_version = silver_version + 1;
     let metadata_change = schema_change(&silver, &output, &partition_by, rebuild, table)?;
     metrics.new_columns = metadata_change.added.clone();
+    metrics.widened_columns = metadata_change.widened.clone();
     let q_schema = quarantine_schema(&output);
     let q_url = pipeline.locations.quarantine(table);
     let mut quarantine = open_or_create(
@@ -749,7 +752,35 @@ pub async fn run(
     // keep: latest: the table is small (a dimension, restated figures): rewrite it whole
     // with the last row of each key.
     let mut replace_all = rebuild;
-    if def.keep == Keep::Latest && !transform.key.is_empty() {
+    let latest_rewrite = def.keep == Keep::Latest && !transform.key.is_empty();
+    if !metadata_change.widened.is_empty() && !rebuild && !latest_rewrite {
+        // A widened column: the existing rows are rewritten with the wider type, in the
+        // same commit as the new rows (Delta readers all understand the result; no
+        // type-widening table feature is needed).
+        let provider = {
+            silver
+                .update_datafusion_session(&session.state())
+                .map_err(|e| Error::Storage(e.to_string()))?;
+            silver
+                .table_provider()
+                .await
+                .map_err(|e| Error::Storage(e.to_string()))?
+        };
+        let mut existing = session
+            .read_table(provider)
+            .map_err(|e| Error::Other(e.to_string()))?
+            .execute_stream()
+            .await
+            .map_err(|e| Error::Other(e.to_string()))?;
+        while let Some(batch) = existing.next().await {
+            let batch = batch.map_err(|e| Error::Storage(format!("rewriting {table}: {e}")))?;
+            silver_writer
+                .write(input::conform(&batch, &output)?)
+                .await?;
+        }
+        replace_all = true;
+    }
+    if latest_rewrite {
         let mut all = Vec::new();
         if !rebuild {
             all.extend(
@@ -914,6 +945,8 @@ fn transform_fingerprints(transform: &Transform) -> Vec<(String, u64)> {
 struct MetadataChange {
     metadata: Option<Action>,
     added: Vec<String>,
+    /// Columns whose type widens: existing files are rewritten with the wider type.
+    widened: Vec<String>,
 }
 
 /// Compares the table's schema with the one this run writes: new columns are added, a
@@ -963,7 +996,11 @@ fn schema_change(
             .filter(|f| current.field_with_name(f.name()).is_err())
             .map(|f| f.name().clone())
             .collect();
-        return Ok(MetadataChange { metadata, added });
+        return Ok(MetadataChange {
+            metadata,
+            added,
+            widened: Vec::new(),
+        });
     }
     if current_partitions != partition_by {
         return Err(Error::Usage(format!(
@@ -973,6 +1010,7 @@ fn schema_change(
         )));
     }
     let mut added = Vec::new();
+    let mut widened = Vec::new();
     for field in output.fields() {
         match current.field_with_name(field.name()) {
             Err(_) => added.push(field.name().clone()),
@@ -985,26 +1023,26 @@ fn schema_change(
                         DataType::Int64
                     ) | (DataType::Float16 | DataType::Float32, DataType::Float64)
                 );
-                return Err(Error::Usage(if widening {
-                    format!(
-                        "column `{}` of `{table}` widens from {} to {}: run with --full-refresh to rewrite the table with the wider type",
-                        field.name(),
-                        existing.data_type(),
-                        field.data_type()
-                    )
-                } else {
-                    format!(
+                if !widening {
+                    return Err(Error::Usage(format!(
                         "column `{}` of `{table}` would change from {} to {}, which existing rows cannot take: \
                          fix the column's expression, or run with --full-refresh to rebuild the table",
                         field.name(),
                         existing.data_type(),
                         field.data_type()
-                    )
-                }));
+                    )));
+                }
+                info!(table = %table, column = %field.name(), "type widens from {} to {}: the table is rewritten", existing.data_type(), field.data_type());
+                widened.push(format!(
+                    "{} ({} → {})",
+                    field.name(),
+                    existing.data_type(),
+                    field.data_type()
+                ));
             }
         }
     }
-    let metadata = if added.is_empty() {
+    let metadata = if added.is_empty() && widened.is_empty() {
         None
     } else {
         info!(table = %table, columns = %added.join(", "), "new columns");
@@ -1018,7 +1056,11 @@ fn schema_change(
             .map_err(|e| Error::Other(e.to_string()))?;
         Some(Action::Metadata(m))
     };
-    Ok(MetadataChange { metadata, added })
+    Ok(MetadataChange {
+        metadata,
+        added,
+        widened,
+    })
 }
 
 /// A metadata action when the table's schema differs from `schema`.

@@ -220,7 +220,13 @@ fn silver_record(
         rows_quarantined: count(m.rows_quarantined),
         rows_dropped: serde_json::json!(m.rules).to_string(),
         duplicates_removed: count(m.duplicates_removed),
-        schema_changes: serde_json::json!(m.new_columns).to_string(),
+        schema_changes: serde_json::json!(m
+            .new_columns
+            .iter()
+            .map(|c| format!("added {c}"))
+            .chain(m.widened_columns.iter().map(|c| format!("widened {c}")))
+            .collect::<Vec<_>>())
+        .to_string(),
         config_fingerprint: runlog::fingerprint(&config),
         engine_version: medallion_core::run::ENGINE_VERSION.to_string(),
         host: runlog::host(),

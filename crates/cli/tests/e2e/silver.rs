@@ -780,3 +780,48 @@ fn first_ingested_wins_across_files_with_long_names_sharing_a_prefix() {
         [format!("dup|1|items/{prefix}-1.ndjson")]
     );
 }
+
+#[test]
+fn a_widened_column_rewrites_the_table_with_the_wider_type() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let root = dir.join("lake");
+    let landing = dir.join("landing");
+    let config = small_config(dir, "", "add_columns");
+    let narrow = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("      qty: qty\n", "      qty: \"CAST(qty AS INT)\"\n");
+    std::fs::write(&config, &narrow).unwrap();
+    write(
+        &landing.join("items/1.ndjson"),
+        concat!(r#"{"id":"a","qty":1}"#, "\n", r#"{"id":"b","qty":2}"#, "\n"),
+    );
+    run_small(dir, 0);
+    let typed = |dir: &Path| lines(dir, &["id", "qty", "arrow_typeof(qty)"], "id");
+    assert_eq!(
+        typed(&root.join("silver/items")),
+        ["a|1|Int32", "b|2|Int32"]
+    );
+    // INT → BIGINT, accepted forward-only: existing rows keep their values, now as BIGINT.
+    std::fs::write(&config, narrow.replace("\"CAST(qty AS INT)\"", "qty")).unwrap();
+    write(
+        &landing.join("items/2.ndjson"),
+        concat!(r#"{"id":"c","qty":3000000000}"#, "\n"),
+    );
+    run_with(dir, &root, &landing, &["--layer", "bronze"], 0);
+    let (report, _) = run_with(
+        dir,
+        &root,
+        &landing,
+        &["--layer", "silver", "--forward-only"],
+        0,
+    );
+    assert_eq!(
+        silver_report(&report, "silver.items")["widened_columns"],
+        serde_json::json!(["qty (Int32 → Int64)"])
+    );
+    assert_eq!(
+        typed(&root.join("silver/items")),
+        ["a|1|Int64", "b|2|Int64", "c|3000000000|Int64"]
+    );
+}
