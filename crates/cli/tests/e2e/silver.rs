@@ -825,3 +825,42 @@ fn a_widened_column_rewrites_the_table_with_the_wider_type() {
         ["a|1|Int64", "b|2|Int64", "c|3000000000|Int64"]
     );
 }
+
+#[test]
+fn two_concurrent_silver_jobs_then_a_rerun_equal_one_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let landing = tmp.path().join("generated");
+    generate(&landing, 8_000, 2_000);
+    let clean = tmp.path().join("clean");
+    bronze_and_silver(&clean, &landing);
+    let root = tmp.path().join("concurrent");
+    run_with(&repo(), &root, &landing, &["--layer", "bronze"], 0);
+    let jobs: Vec<_> = (0..2)
+        .map(|_| {
+            medallion(&repo())
+                .args(["run", "--layer", "silver", "-q", "--root"])
+                .arg(&root)
+                .arg("--landing")
+                .arg(&landing)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for job in jobs {
+        let out = job.wait_with_output().unwrap();
+        // Each job succeeds, or loses a commit race with a clear message.
+        match out.status.code() {
+            Some(0) => {}
+            Some(1) => assert!(
+                stderr(&out).contains("commit to") || stderr(&out).contains("storage:"),
+                "{}",
+                stderr(&out)
+            ),
+            other => panic!("exit {other:?}: {}", stderr(&out)),
+        }
+    }
+    run_with(&repo(), &root, &landing, &["--layer", "silver"], 0);
+    assert_same(&snapshot(&root), &snapshot(&clean), "two concurrent jobs");
+}
