@@ -217,6 +217,28 @@ struct Decision {
     forward_only: bool,
 }
 
+impl Decision {
+    /// `up_to_date`, `rebuild` or `incremental`.
+    fn mode(&self) -> &'static str {
+        if self.rebuild.is_some() {
+            "rebuild"
+        } else if self.from >= self.to && !self.forward_only {
+            "up_to_date"
+        } else {
+            "incremental"
+        }
+    }
+
+    /// The last Bronze version before the ones this run reads (-1: all of them).
+    fn read_after(&self) -> i64 {
+        if self.rebuild.is_some() {
+            -1
+        } else {
+            self.from
+        }
+    }
+}
+
 async fn decide(
     def_fp: u64,
     silver: Option<&DeltaTable>,
@@ -438,22 +460,12 @@ pub async fn plan(
         Err(e) => return Err(e),
     };
     plan.from_version = (decision.from >= 0).then_some(decision.from);
-    if decision.rebuild.is_none() && decision.from >= decision.to && !decision.forward_only {
-        plan.mode = "up_to_date".into();
+    plan.mode = decision.mode().into();
+    if plan.mode == "up_to_date" {
         return Ok(plan);
     }
-    plan.mode = if decision.rebuild.is_some() {
-        "rebuild"
-    } else {
-        "incremental"
-    }
-    .into();
-    plan.reason = decision.rebuild;
-    let from = if plan.mode == "rebuild" {
-        -1
-    } else {
-        decision.from
-    };
+    plan.reason = decision.rebuild.clone();
+    let from = decision.read_after();
     let files = input::files(&bronze, from, to).await?;
     plan.bronze_files = files.len();
     plan.bronze_rows = files.iter().map(|f| f.rows).sum();
@@ -507,19 +519,18 @@ pub async fn run(
     metrics.from_version = (decision.from >= 0).then_some(decision.from);
     metrics.to_version = Some(decision.to);
     metrics.rebuild_reason = decision.rebuild.clone();
-    if decision.rebuild.is_none() && decision.from >= decision.to && !decision.forward_only {
-        metrics.mode = "up_to_date".into();
+    metrics.mode = decision.mode().into();
+    if metrics.mode == "up_to_date" {
         metrics.version = existing.as_ref().and_then(DeltaTable::version);
         metrics.seconds = started.elapsed().as_secs_f64();
         info!(table = %table, bronze_version = to, "up to date");
         return Ok(());
     }
     let rebuild = decision.rebuild.is_some();
-    metrics.mode = if rebuild { "rebuild" } else { "incremental" }.into();
     if let Some(reason) = &decision.rebuild {
         info!(table = %table, "rebuilding from Bronze: {reason}");
     }
-    let from = if rebuild { -1 } else { decision.from };
+    let from = decision.read_after();
 
     // The Bronze input and the compiled definition.
     let bronze_schema = arrow_schema(&bronze)?;
