@@ -339,6 +339,51 @@ impl Sink {
     }
 }
 
+/// A [`Sink`] running as its own task, so that Parquet encoding overlaps with the work
+/// that feeds it.
+struct SpawnedSink {
+    tx: tokio::sync::mpsc::Sender<RecordBatch>,
+    handle: tokio::task::JoinHandle<Result<Vec<deltalake::kernel::Add>>>,
+}
+
+impl Sink {
+    fn spawn(mut self) -> SpawnedSink {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
+        let handle = tokio::spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                self.write(batch).await?;
+            }
+            self.finish().await
+        });
+        SpawnedSink { tx, handle }
+    }
+}
+
+impl SpawnedSink {
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        if self.tx.send(batch).await.is_err() {
+            // The writer stopped: its error is the one to report.
+            return Err(self.stopped().await);
+        }
+        Ok(())
+    }
+
+    async fn stopped(&mut self) -> Error {
+        match (&mut self.handle).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(_)) => Error::Other("the table writer stopped early".into()),
+            Err(e) => Error::Other(format!("the table writer stopped: {e}")),
+        }
+    }
+
+    async fn finish(self) -> Result<Vec<deltalake::kernel::Add>> {
+        drop(self.tx);
+        self.handle
+            .await
+            .map_err(|e| Error::Other(format!("the table writer stopped: {e}")))?
+    }
+}
+
 /// Writer settings of Silver tables.
 fn writer_for(
     table: &DeltaTable,
@@ -646,7 +691,7 @@ pub async fn run(
         .with_writer_properties(writer_properties(row_group, &unique))
         .with_target_file_size(256 << 20);
     }
-    let mut silver_writer = Sink::new(silver_writer, &silver_url);
+    let mut silver_writer = Sink::new(silver_writer, &silver_url).spawn();
     let mut q_writer = Sink::new(
         RecordBatchWriter::try_new(quarantine.table_url().clone(), q_schema.clone(), None, None)
             .map_err(|e| Error::Storage(e.to_string()))?,
