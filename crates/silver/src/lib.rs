@@ -671,7 +671,7 @@ pub async fn run(
     }
 
     // The pass that writes.
-    let row_group = 64 * 1024;
+    let row_group = 32 * 1024;
     // Keys of `keep` tables are unique per row.
     let unique: Vec<&str> = if transform.key.len() == 1 {
         def.key.iter().map(|k| k.as_str()).collect()
