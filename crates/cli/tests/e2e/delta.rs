@@ -5,13 +5,18 @@ use std::path::Path;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::prelude::SessionContext;
 
-/// Runs `sql` over the Delta table at `dir`, registered as `t`.
-pub fn query(dir: &Path, sql: &str) -> Vec<RecordBatch> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// Runs a future to completion on a fresh single-threaded runtime.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    runtime.block_on(async {
+        .unwrap()
+        .block_on(future)
+}
+
+/// Runs `sql` over the Delta table at `dir`, registered as `t`.
+pub fn query(dir: &Path, sql: &str) -> Vec<RecordBatch> {
+    block_on(async {
         let url = url::Url::from_directory_path(dir).unwrap();
         let table = deltalake::open_table(url).await.expect("open table");
         let ctx = SessionContext::new();
@@ -46,11 +51,7 @@ pub fn rows(dir: &Path, sql: &str) -> Vec<String> {
 
 /// The column names of the Delta table at `dir`.
 pub fn columns(dir: &Path) -> Vec<String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let url = url::Url::from_directory_path(dir).unwrap();
         let table = deltalake::open_table(url).await.expect("open table");
         let schema = table.snapshot().unwrap().schema();
