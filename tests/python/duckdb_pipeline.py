@@ -1,9 +1,11 @@
-"""An independent implementation of the shipped marketing pipeline's Bronze and Silver
-layers (SPEC section 4b, layers.yaml) in DuckDB, reading the raw landing files directly.
+"""An independent implementation of the shipped marketing pipeline's Bronze, Silver and
+Gold layers (SPEC sections 4 and 4b, layers.yaml) in DuckDB, reading the raw landing files
+directly.
 
 It shares no code with the Rust engine and never reads the engine's tables: it exists to
-check the engine's Silver tables row for row (test_silver_duckdb.py) and to serve as a
-performance baseline (run it as a script on a landing directory).
+check the engine's Silver and Gold tables row for row (test_silver_duckdb.py,
+test_gold_duckdb.py) and to serve as a performance baseline from landing to Gold (run it
+as a script on a landing directory; `--no-gold` stops after Silver).
 
 How the work is split:
 
@@ -34,6 +36,34 @@ Bronze semantics modelled here (they decide what Silver reads):
 
 Ingestion order ("first ingested wins" / "latest ingested wins") is (wave, _source_file
 byte-wise, _source_line); a wave plays the role of the Bronze commit version.
+
+Gold semantics (SQL over the Silver tables; a full refresh, which the engine's incremental
+runs must equal):
+
+- Touch: a Silver event of type click, email_click or page_view with a campaign_id and an
+  identity. Conversion: a Silver purchase, whatever its identity (NULL included); its
+  revenue is coalesce(revenue_usd, 0).
+- A conversion's touches: same identity (exact string equality), purchase_time - 7 days <=
+  touch_time <= purchase_time in exact microseconds, ordered by (event_time, event_id),
+  event_id byte-wise. A touch's channel is its campaign's channel in silver.campaigns;
+  `unknown` when the campaign is missing there or its channel is NULL.
+- No touch in the window, or a NULL identity: one credit of weight 1 to channel `direct`,
+  campaign_id NULL, under every model.
+- Weights: first_touch / last_touch 1 to the first / last touch; linear 1/n;
+  time_decay 2^(-age/7) normalized per conversion, age = (purchase - touch) in microseconds
+  / 86400e6; position_based 1 (n=1), 0.5/0.5 (n=2), 0.4 first, 0.4 last and 0.2/(n-2)
+  each middle touch (n>=3).
+- attribution: per (purchase UTC date, model, channel, campaign_id), conversions = sum of
+  weights, revenue_usd = sum of weight x revenue; only credited rows exist.
+- campaign_daily: ad_spend summed per (date, campaign_id) (impressions and clicks 0 when
+  all NULL) full-outer-joined with last-touch non-direct conversions per (purchase UTC date,
+  campaign_id) (count, sum of revenue); a missing side is 0; ctr, cpc, cpm,
+  conversion_rate, cpa, roas, roi in DOUBLE, NULL on a zero denominator.
+- channel_cac: each non-NULL identity's first purchase (smallest (event_time, event_id))
+  counts as a new customer in the month of its UTC date under its last-touch channel (or
+  `direct`); spend per (month, campaign channel, `unknown` as for touches); full outer
+  join, a missing side is 0; cac = spend_usd / new_customers, NULL when that is 0.
+- channel_daily: the SQL model of layers.yaml, last_touch attribution per (date, channel).
 """
 
 from __future__ import annotations
@@ -884,10 +914,289 @@ def _silver_events(con) -> dict:
     return stats
 
 
-def silver(
+# ----------------------------------------------------------------------------------------
+# Gold: the built-in marketing models (SPEC 4 and 4b), SQL over the Silver tables above
+# ----------------------------------------------------------------------------------------
+
+#: The shipped `attribution:` settings of layers.yaml.
+TOUCH_EVENT_TYPES = ("click", "email_click", "page_view")
+CONVERSION_EVENT_TYPE = "purchase"
+WINDOW_DAYS = 7
+HALF_LIFE_DAYS = 7
+ATTRIBUTION_MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based")
+POSITION_FIRST_SHARE = 0.4
+POSITION_LAST_SHARE = 0.4
+#: Spread evenly over the middle touches (n >= 3); written out, not 1 - 0.4 - 0.4, which
+#: is 0.19999999999999996 in binary floating point.
+POSITION_MIDDLE_SHARE = 0.2
+DIRECT_CHANNEL = "direct"
+#: The channel of a touch whose campaign is missing from silver.campaigns or has no channel.
+UNKNOWN_CHANNEL = "unknown"
+
+US_PER_DAY = 86_400_000_000
+
+#: Gold tables: columns with their DuckDB types (in order), and the key.
+GOLD_TABLES = {
+    "campaign_daily": {
+        "columns": {
+            "date": "DATE",
+            "campaign_id": "VARCHAR",
+            "impressions": "BIGINT",
+            "clicks": "BIGINT",
+            "spend_usd": "DOUBLE",
+            "conversions": "BIGINT",
+            "revenue_usd": "DOUBLE",
+            "ctr": "DOUBLE",
+            "cpc": "DOUBLE",
+            "cpm": "DOUBLE",
+            "conversion_rate": "DOUBLE",
+            "cpa": "DOUBLE",
+            "roas": "DOUBLE",
+            "roi": "DOUBLE",
+        },
+        "key": ["date", "campaign_id"],
+    },
+    "channel_cac": {
+        "columns": {
+            "month": "DATE",
+            "channel": "VARCHAR",
+            "new_customers": "BIGINT",
+            "spend_usd": "DOUBLE",
+            "cac": "DOUBLE",
+        },
+        "key": ["month", "channel"],
+    },
+    "attribution": {
+        "columns": {
+            "date": "DATE",
+            "model": "VARCHAR",
+            "channel": "VARCHAR",
+            "campaign_id": "VARCHAR",
+            "conversions": "DOUBLE",
+            "revenue_usd": "DOUBLE",
+        },
+        "key": ["date", "model", "channel", "campaign_id"],
+    },
+    "channel_daily": {
+        "columns": {
+            "date": "DATE",
+            "channel": "VARCHAR",
+            "conversions": "DOUBLE",
+            "revenue_usd": "DOUBLE",
+        },
+        "key": ["date", "channel"],
+    },
+}
+
+
+def _sql_list(values) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+# Conversions and touches, narrow: one row per Silver purchase, one per Silver touch.
+_GOLD_INPUTS_SQL = f"""
+CREATE TEMP TABLE gold_conversions AS
+SELECT event_id AS conversion_id, identity, epoch_us(event_time) AS conversion_us,
+       CAST(event_time AS DATE) AS date, coalesce(revenue_usd, 0.0) AS revenue
+FROM silver_events
+WHERE event_type = '{CONVERSION_EVENT_TYPE}';
+
+CREATE TEMP TABLE gold_touches AS
+SELECT e.identity, epoch_us(e.event_time) AS touch_us, e.event_id AS touch_id, e.campaign_id,
+       coalesce(c.channel, '{UNKNOWN_CHANNEL}') AS channel
+FROM silver_events e
+LEFT JOIN silver_campaigns c ON c.campaign_id = e.campaign_id
+WHERE e.event_type IN ({_sql_list(TOUCH_EVENT_TYPES)})
+  AND e.campaign_id IS NOT NULL AND e.identity IS NOT NULL;
+"""
+
+# Every touch in each conversion's window (same identity, purchase - 7 days <= touch <=
+# purchase, in microseconds), numbered 1..n in (event_time, event_id) order. event_id is
+# unique in Silver, so the order is total; VARCHAR compares byte-wise in DuckDB.
+_GOLD_PATHS_SQL = f"""
+CREATE TEMP TABLE gold_paths AS
+SELECT p.conversion_id, t.channel, t.campaign_id, p.conversion_us - t.touch_us AS age_us,
+       row_number() OVER (PARTITION BY p.conversion_id ORDER BY t.touch_us, t.touch_id) AS position,
+       count(*) OVER (PARTITION BY p.conversion_id) AS touches
+FROM gold_conversions p
+JOIN gold_touches t
+  ON t.identity = p.identity
+ AND t.touch_us >= p.conversion_us - {WINDOW_DAYS * US_PER_DAY}
+ AND t.touch_us <= p.conversion_us
+"""
+
+# One row per (conversion, model, credited touch) with the touch's weight; a conversion
+# without a touch in its window (or without identity) gives one `direct` credit per model.
+_GOLD_CREDITS_SQL = f"""
+CREATE TEMP TABLE gold_credits AS
+WITH decay AS (
+    SELECT *, pow(2.0, -(age_us / {float(US_PER_DAY)}) / {float(HALF_LIFE_DAYS)}) AS w FROM gold_paths
+)
+SELECT conversion_id, 'first_touch' AS model, channel, campaign_id, 1.0::DOUBLE AS weight
+FROM gold_paths WHERE position = 1
+UNION ALL
+SELECT conversion_id, 'last_touch', channel, campaign_id, 1.0::DOUBLE
+FROM gold_paths WHERE position = touches
+UNION ALL
+SELECT conversion_id, 'linear', channel, campaign_id, 1.0 / touches
+FROM gold_paths
+UNION ALL
+SELECT conversion_id, 'time_decay', channel, campaign_id, w / sum(w) OVER (PARTITION BY conversion_id)
+FROM decay
+UNION ALL
+SELECT conversion_id, 'position_based', channel, campaign_id,
+       CASE WHEN touches = 1 THEN 1.0
+            WHEN touches = 2 THEN 0.5
+            WHEN position = 1 THEN {POSITION_FIRST_SHARE}
+            WHEN position = touches THEN {POSITION_LAST_SHARE}
+            ELSE {POSITION_MIDDLE_SHARE} / (touches - 2) END::DOUBLE
+FROM gold_paths
+UNION ALL
+SELECT p.conversion_id, m.model, '{DIRECT_CHANNEL}', NULL::VARCHAR, 1.0::DOUBLE
+FROM gold_conversions p
+CROSS JOIN (SELECT unnest([{_sql_list(ATTRIBUTION_MODELS)}]) AS model) m
+WHERE NOT EXISTS (SELECT 1 FROM gold_paths x WHERE x.conversion_id = p.conversion_id)
+"""
+
+_GOLD_ATTRIBUTION_SQL = """
+CREATE TABLE gold_attribution AS
+SELECT p.date, c.model, c.channel, c.campaign_id,
+       sum(c.weight) AS conversions, sum(c.weight * p.revenue) AS revenue_usd
+FROM gold_credits c
+JOIN gold_conversions p ON p.conversion_id = c.conversion_id
+GROUP BY p.date, c.model, c.channel, c.campaign_id
+"""
+
+# Ad spend per (date, campaign) full-outer-joined with last-touch conversions per (purchase
+# date, campaign); a missing side counts 0; ratios in DOUBLE, a zero denominator gives NULL.
+_GOLD_CAMPAIGN_DAILY_SQL = f"""
+CREATE TABLE gold_campaign_daily AS
+WITH spend AS (
+    SELECT date, campaign_id,
+           coalesce(sum(impressions), 0) AS impressions, coalesce(sum(clicks), 0) AS clicks,
+           sum(spend_usd) AS spend_usd
+    FROM silver_ad_spend
+    GROUP BY date, campaign_id
+), converted AS (
+    SELECT p.date, c.campaign_id, count(*) AS conversions, sum(p.revenue) AS revenue_usd
+    FROM gold_credits c
+    JOIN gold_conversions p ON p.conversion_id = c.conversion_id
+    WHERE c.model = 'last_touch' AND c.campaign_id IS NOT NULL
+    GROUP BY p.date, c.campaign_id
+), joined AS (
+    SELECT coalesce(s.date, v.date) AS date,
+           coalesce(s.campaign_id, v.campaign_id) AS campaign_id,
+           CAST(coalesce(s.impressions, 0) AS BIGINT) AS impressions,
+           CAST(coalesce(s.clicks, 0) AS BIGINT) AS clicks,
+           CAST(coalesce(s.spend_usd, 0.0) AS DOUBLE) AS spend_usd,
+           CAST(coalesce(v.conversions, 0) AS BIGINT) AS conversions,
+           CAST(coalesce(v.revenue_usd, 0.0) AS DOUBLE) AS revenue_usd
+    FROM spend s
+    FULL OUTER JOIN converted v ON v.date = s.date AND v.campaign_id = s.campaign_id
+)
+SELECT *,
+       CASE WHEN impressions <> 0 THEN CAST(clicks AS DOUBLE) / CAST(impressions AS DOUBLE) END AS ctr,
+       CASE WHEN clicks <> 0 THEN spend_usd / CAST(clicks AS DOUBLE) END AS cpc,
+       CASE WHEN impressions <> 0 THEN 1000.0 * spend_usd / CAST(impressions AS DOUBLE) END AS cpm,
+       CASE WHEN clicks <> 0 THEN CAST(conversions AS DOUBLE) / CAST(clicks AS DOUBLE) END AS conversion_rate,
+       CASE WHEN conversions <> 0 THEN spend_usd / CAST(conversions AS DOUBLE) END AS cpa,
+       CASE WHEN spend_usd <> 0 THEN revenue_usd / spend_usd END AS roas,
+       CASE WHEN spend_usd <> 0 THEN (revenue_usd - spend_usd) / spend_usd END AS roi
+FROM joined
+"""
+
+# New customers: each identity's first purchase (smallest (event_time, event_id)) counted in
+# the month of its UTC date under its last-touch channel; spend per month and campaign
+# channel; full outer join, a missing side counts 0.
+_GOLD_CHANNEL_CAC_SQL = f"""
+CREATE TABLE gold_channel_cac AS
+WITH firsts AS (
+    SELECT arg_min(conversion_id, (conversion_us, conversion_id)) AS conversion_id
+    FROM gold_conversions
+    WHERE identity IS NOT NULL
+    GROUP BY identity
+), customers AS (
+    SELECT CAST(date_trunc('month', p.date) AS DATE) AS month, c.channel, count(*) AS new_customers
+    FROM firsts f
+    JOIN gold_conversions p ON p.conversion_id = f.conversion_id
+    JOIN gold_credits c ON c.conversion_id = f.conversion_id AND c.model = 'last_touch'
+    GROUP BY 1, 2
+), spend AS (
+    SELECT CAST(date_trunc('month', a.date) AS DATE) AS month,
+           coalesce(k.channel, '{UNKNOWN_CHANNEL}') AS channel, sum(a.spend_usd) AS spend_usd
+    FROM silver_ad_spend a
+    LEFT JOIN silver_campaigns k ON k.campaign_id = a.campaign_id
+    GROUP BY 1, 2
+), joined AS (
+    SELECT coalesce(s.month, n.month) AS month, coalesce(s.channel, n.channel) AS channel,
+           CAST(coalesce(n.new_customers, 0) AS BIGINT) AS new_customers,
+           CAST(coalesce(s.spend_usd, 0.0) AS DOUBLE) AS spend_usd
+    FROM spend s
+    FULL OUTER JOIN customers n ON n.month = s.month AND n.channel = s.channel
+)
+SELECT *, CASE WHEN new_customers <> 0 THEN spend_usd / CAST(new_customers AS DOUBLE) END AS cac
+FROM joined
+"""
+
+# The SQL model of layers.yaml, as written there.
+_GOLD_CHANNEL_DAILY_SQL = """
+CREATE TABLE gold_channel_daily AS
+SELECT date, channel, sum(conversions) AS conversions, sum(revenue_usd) AS revenue_usd
+FROM gold_attribution
+WHERE model = 'last_touch'
+GROUP BY date, channel
+"""
+
+
+def _gold(con, timings: dict) -> dict:
+    """Builds gold_<table> for every Gold table from the Silver tables; their counts."""
+    one = lambda sql: con.execute(sql).fetchall()[0][0]  # noqa: E731
+    stats = {}
+
+    t = time.perf_counter()
+    con.execute(_GOLD_INPUTS_SQL)
+    con.execute(_GOLD_PATHS_SQL)
+    con.execute(_GOLD_CREDITS_SQL)
+    con.execute(_GOLD_ATTRIBUTION_SQL)
+    stats["gold.attribution"] = {
+        "rows": one("SELECT count(*) FROM gold_attribution"),
+        "conversions": one("SELECT count(*) FROM gold_conversions"),
+        "conversions_without_identity": one("SELECT count(*) FROM gold_conversions WHERE identity IS NULL"),
+        "touches": one("SELECT count(*) FROM gold_touches"),
+        "conversions_with_touches": one("SELECT count(DISTINCT conversion_id) FROM gold_paths"),
+        "touches_in_windows": one("SELECT count(*) FROM gold_paths"),
+    }
+    con.execute("DROP TABLE gold_touches")
+    con.execute("DROP TABLE gold_paths")
+    timings["gold.attribution"] = time.perf_counter() - t
+
+    for table, sql in (
+        ("campaign_daily", _GOLD_CAMPAIGN_DAILY_SQL),
+        ("channel_cac", _GOLD_CHANNEL_CAC_SQL),
+        ("channel_daily", _GOLD_CHANNEL_DAILY_SQL),
+    ):
+        t = time.perf_counter()
+        con.execute(sql)
+        stats[f"gold.{table}"] = {"rows": one(f"SELECT count(*) FROM gold_{table}")}
+        timings[f"gold.{table}"] = time.perf_counter() - t
+    con.execute("DROP TABLE gold_credits")
+    con.execute("DROP TABLE gold_conversions")
+    return stats
+
+
+def _gold_query(table: str) -> str:
+    """The exported Gold table: its columns cast to their declared types, sorted by key."""
+    spec = GOLD_TABLES[table]
+    cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in spec["columns"].items())
+    order = ", ".join(f"{c} NULLS FIRST" for c in spec["key"])
+    return f"SELECT {cols} FROM gold_{table} ORDER BY {order}"
+
+
+def pipeline(
     landing_dir: str,
     waves: list[list[str]] | None = None,
     *,
+    gold: bool = True,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     threads: int | None = None,
     memory_limit: str | None = None,
@@ -895,13 +1204,16 @@ def silver(
     out_dir: str | None = None,
     collect: bool = True,
 ) -> Result:
-    """Bronze + Silver of the marketing pipeline from the landing files.
+    """Bronze + Silver (+ Gold unless `gold=False`) of the marketing pipeline from the
+    landing files.
 
     `waves` lists the files (paths relative to `landing_dir`) landed and ingested by each
     Bronze run, in order; by default one wave holds every file. Within a wave, files are
     ingested in byte-wise path order. Returns the Silver tables `events`,
     `events_quarantine`, `campaigns`, `fx_rates`, `ad_spend` (and the dimensions'
-    quarantines) sorted by (_source_file, _source_line), plus counts and timings.
+    quarantines) sorted by (_source_file, _source_line), the Gold tables of `GOLD_TABLES`
+    sorted by their key (Gold is a full refresh over the final Silver tables), plus counts
+    and timings.
 
     `strict_all` sends every event line through the strict Python parser instead of
     DuckDB's JSON functions: slow, but a second, independent reading of the same lines
@@ -913,12 +1225,17 @@ def silver(
     with tempfile.TemporaryDirectory(prefix="duckdb_pipeline_") as temp_dir:
         con = _connect(threads, memory_limit, temp_dir)
         try:
-            return _run(con, landing_dir, waves, max_line_bytes, strict_all, out_dir, collect)
+            return _run(con, landing_dir, waves, gold, max_line_bytes, strict_all, out_dir, collect)
         finally:
             con.close()
 
 
-def _run(con, landing_dir, waves, max_line_bytes, strict_all, out_dir, collect) -> Result:
+def silver(landing_dir: str, waves: list[list[str]] | None = None, **kwargs) -> Result:
+    """Bronze + Silver only: `pipeline(..., gold=False)`."""
+    return pipeline(landing_dir, waves, gold=False, **kwargs)
+
+
+def _run(con, landing_dir, waves, gold, max_line_bytes, strict_all, out_dir, collect) -> Result:
     started = time.perf_counter()
     if waves is None:
         waves = [list_landing(landing_dir)]
@@ -957,6 +1274,13 @@ def _run(con, landing_dir, waves, max_line_bytes, strict_all, out_dir, collect) 
     t = time.perf_counter()
     res.stats["silver.events"] = _silver_events(con)
     timings["silver.events"] = time.perf_counter() - t
+    timings["landing_to_silver"] = time.perf_counter() - started
+
+    if gold:
+        t = time.perf_counter()
+        res.stats.update(_gold(con, timings))
+        timings["gold"] = time.perf_counter() - t
+        timings["landing_to_gold"] = time.perf_counter() - started
 
     t = time.perf_counter()
     order = "ORDER BY _source_file, _source_line"
@@ -970,6 +1294,8 @@ def _run(con, landing_dir, waves, max_line_bytes, strict_all, out_dir, collect) 
         drop = "EXCLUDE (wave, _fx_rate)" if table == "ad_spend" else "EXCLUDE (wave)"
         queries[table] = f"SELECT * {drop}, wave AS _bronze_wave FROM silver_{table} {order}"
         queries[f"{table}_quarantine"] = f"SELECT * {drop}, wave AS _bronze_wave FROM quarantine_{table} {order}"
+    if gold:
+        queries.update({table: _gold_query(table) for table in GOLD_TABLES})
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
     for name, query in queries.items():
@@ -992,7 +1318,7 @@ def _run(con, landing_dir, waves, max_line_bytes, strict_all, out_dir, collect) 
 
 
 def read_result(out_dir: str) -> Result:
-    """The tables and counts `silver(..., out_dir=...)` wrote."""
+    """The tables and counts `pipeline(..., out_dir=...)` wrote."""
     import pyarrow.parquet as pq
 
     res = Result()
@@ -1020,14 +1346,16 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="print the counts as JSON")
     p.add_argument("--strict-all", action="store_true", help="parse every event line with the strict Python parser")
     p.add_argument("--out", help="also write every table as OUT/<name>.parquet and the counts as OUT/stats.json")
+    p.add_argument("--no-gold", action="store_true", help="stop after Silver")
     args = p.parse_args(argv)
     waves = None
     if args.waves:
         with open(args.waves) as f:
             waves = json.load(f)
-    res = silver(
+    res = pipeline(
         args.landing,
         waves,
+        gold=not args.no_gold,
         threads=args.threads,
         memory_limit=args.memory_limit,
         strict_all=args.strict_all,
@@ -1041,7 +1369,13 @@ def main(argv=None) -> int:
         if name == "seconds":
             continue
         print(f"{name}: " + ", ".join(f"{k}={v}" for k, v in s.items()))
-    print("seconds: " + ", ".join(f"{k}={v:.2f}" for k, v in res.stats["seconds"].items()))
+    seconds = res.stats["seconds"]
+    print("seconds: " + ", ".join(f"{k}={v:.2f}" for k, v in seconds.items()))
+    if "landing_to_gold" in seconds:
+        print(
+            f"landing to Silver {seconds['landing_to_silver']:.2f} s, Gold {seconds['gold']:.2f} s, "
+            f"landing to Gold {seconds['landing_to_gold']:.2f} s"
+        )
     return 0
 
 

@@ -55,14 +55,14 @@ DIMENSION_COLUMNS = {
 
 
 def run_duckdb(landing, waves, out_dir, *extra):
-    """The DuckDB pipeline on `landing` in a subprocess; its tables and counts."""
+    """The DuckDB pipeline up to Silver on `landing` in a subprocess; its tables and counts."""
     waves_file = os.path.join(out_dir, "waves.json")
     os.makedirs(out_dir, exist_ok=True)
     with open(waves_file, "w") as f:
         json.dump(waves, f)
     out = subprocess.run(
         [sys.executable, os.path.join(HERE, "duckdb_pipeline.py"), str(landing), "--waves", waves_file,
-         "--out", out_dir, *extra],
+         "--out", out_dir, "--no-gold", *extra],
         capture_output=True, text=True,
     )
     assert out.returncode == 0, f"duckdb_pipeline.py exited {out.returncode}:\n{out.stderr}"
