@@ -108,14 +108,21 @@ pub enum Command {
         /// Summary format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
-        /// Rebuild the selected Silver tables from all of Bronze (also after a changed
-        /// definition).
+        /// Rebuild the selected Silver tables from all of Bronze and recompute the selected
+        /// Gold tables whole (also after a changed definition).
         #[arg(long, conflicts_with = "forward_only")]
         full_refresh: bool,
-        /// Accept a changed Silver definition for new data only; existing rows stay as
-        /// they are.
+        /// Accept a changed Silver or Gold definition for new data only; existing rows
+        /// (Gold: dates not recomputed) stay as they are.
         #[arg(long)]
         forward_only: bool,
+        /// Backfill: also recompute the dates from this one (YYYY-MM-DD) of the selected
+        /// `incremental_by_date` Gold tables; `full` Gold tables are recomputed.
+        #[arg(long, value_name = "DATE", requires = "to", value_parser = parse_date)]
+        from: Option<i32>,
+        /// Backfill: the last date (inclusive) to recompute.
+        #[arg(long, value_name = "DATE", requires = "from", value_parser = parse_date)]
+        to: Option<i32>,
     },
     /// Write realistic sample landing data (deterministic for a seed).
     Generate {
@@ -168,6 +175,11 @@ pub struct Selection {
     /// Only these tables (`layer.table`; repeatable).
     #[arg(long = "table", value_name = "LAYER.TABLE")]
     pub tables: Vec<String>,
+}
+
+/// `YYYY-MM-DD` as days since the epoch.
+fn parse_date(s: &str) -> Result<i32, String> {
+    medallion_gold::changes::parse_day(s).ok_or_else(|| format!("`{s}` is not a date (YYYY-MM-DD)"))
 }
 
 fn parse_layer(s: &str) -> Result<Layer, String> {

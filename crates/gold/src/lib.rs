@@ -1,1 +1,800 @@
-//! placeholder
+//! Gold: business KPIs, as SQL models declared in `layers.yaml` or as the built-in
+//! marketing models (`campaign_daily`, `channel_cac`, `attribution`).
+//!
+//! A Gold run reads its inputs (Silver or Gold tables) as of their current versions and
+//! records those versions in its commit as application transactions
+//! (`medallion.gold:<input>`), with the model's fingerprint (`medallion.gold.definition`).
+//! A table is up to date when none of its inputs moved and its definition is unchanged.
+//!
+//! - `full` models are recomputed whole and replace the table in one commit.
+//! - `incremental_by_date` models recompute only the dates the new input data touches (see
+//!   [`changes`]): the table is partitioned by its date column, and the files of exactly
+//!   those dates are replaced by the recomputed rows in one commit, so readers see either
+//!   the old or the new figures of a date, never a mix. The result equals a full refresh.
+//!
+//! A changed definition is refused unless the run is told `--full-refresh` (recompute
+//! everything) or `--forward-only` (use it for the dates recomputed from now on).
+
+pub mod changes;
+pub mod models;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use deltalake::DeltaTable;
+use deltalake::arrow::datatypes::{Field, Schema, SchemaRef};
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::arrow::row::{RowConverter, SortField};
+use deltalake::datafusion::catalog::MemorySchemaProvider;
+use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
+use deltalake::kernel::{Action, MetadataExt, Remove, Transaction};
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use futures::StreamExt;
+use medallion_config::{Builtin, GoldTable, Layer, Materialized, TableRef};
+use medallion_core::faults::crash_point;
+use medallion_core::table::{
+    arrow_schema, commit, kernel_schema, open_existing, open_or_create, storage_error,
+    table_properties, transaction_version,
+};
+use medallion_core::{Error, Pipeline, Result, RunContext};
+use serde::Serialize;
+use serde_json::json;
+use tracing::info;
+
+use crate::changes::{Dates, Impact};
+use crate::models::Settings;
+
+/// How a run treats the table's history.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GoldOptions {
+    /// Recompute the whole table.
+    pub full_refresh: bool,
+    /// Accept a changed definition for the dates recomputed from now on.
+    pub forward_only: bool,
+    /// Recompute these dates (days since the epoch, inclusive) of an `incremental_by_date`
+    /// table, besides those new input touches: a backfill. A `full` table is recomputed.
+    pub range: Option<(i32, i32)>,
+}
+
+/// One input of a Gold run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InputVersions {
+    /// The last version consumed before this run (none: never read).
+    pub from: Option<i64>,
+    /// The version this run read.
+    pub to: i64,
+}
+
+/// What a Gold run did (or, for `plan`, would do).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GoldMetrics {
+    /// The Gold table.
+    pub table: String,
+    /// The run.
+    pub run_id: String,
+    /// `full`, `incremental`, `up_to_date`; `refused` (plan only) when the definition changed.
+    pub mode: String,
+    /// Why everything was recomputed, or why the run is refused.
+    pub reason: Option<String>,
+    /// Each input with the versions read.
+    pub inputs: BTreeMap<String, InputVersions>,
+    /// Dates recomputed (`incremental`), first and last.
+    pub dates: Vec<String>,
+    /// How many dates were recomputed (`incremental`).
+    pub dates_recomputed: usize,
+    /// Rows written.
+    pub rows_written: u64,
+    /// Files replaced.
+    pub files_removed: usize,
+    /// Fingerprint of the model.
+    pub definition: String,
+    /// Table version after the run.
+    pub version: Option<u64>,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// What `plan` reports for a Gold table.
+pub type GoldPlan = GoldMetrics;
+
+const DEFINITION_APP_ID: &str = "medallion.gold.definition";
+fn input_app_id(input: &TableRef) -> String {
+    format!("medallion.gold:{input}")
+}
+
+/// The Gold table's definition.
+fn definition<'a>(pipeline: &'a Pipeline, table: &TableRef) -> Result<&'a GoldTable> {
+    if table.layer != Layer::Gold {
+        return Err(Error::Usage(format!("`{table}` is not a Gold table")));
+    }
+    pipeline
+        .config
+        .gold
+        .iter()
+        .find(|(k, _)| k.value == table.name)
+        .map(|(_, d)| d)
+        .ok_or_else(|| Error::Usage(format!("`{table}` is not declared")))
+}
+
+/// A model ready to run: what it reads and how.
+struct Model {
+    /// (name the query uses, table).
+    inputs: Vec<(String, TableRef)>,
+    /// How each input's changes touch dates.
+    impacts: Vec<Impact>,
+    builtin: Option<Builtin>,
+    sql: Option<String>,
+    settings: Settings,
+    date_column: Option<String>,
+    partition_by: Vec<String>,
+    key: Vec<String>,
+    fingerprint: u64,
+}
+
+impl Model {
+    fn new(pipeline: &Pipeline, table: &TableRef, def: &GoldTable) -> Result<Self> {
+        let settings = Settings::from_config(&pipeline.config.attribution);
+        let incremental = def.materialized == Materialized::IncrementalByDate;
+        let date_column = def.date_column.as_ref().map(|c| c.as_str().to_string());
+        if incremental && date_column.is_none() {
+            return Err(Error::Usage(format!(
+                "`{table}` is incremental_by_date but has no date_column"
+            )));
+        }
+        let mut partition_by: Vec<String> = def
+            .partition_by
+            .iter()
+            .map(|c| c.as_str().to_string())
+            .collect();
+        if let Some(d) = date_column.as_ref().filter(|_| incremental)
+            && !partition_by.contains(d)
+        {
+            partition_by.insert(0, d.clone());
+        }
+        let mut inputs = Vec::new();
+        let mut impacts = Vec::new();
+        let events_impact = Impact::Events {
+            conversion: settings.conversion_type.clone(),
+            touches: settings.touch_types.clone(),
+            window_us: settings.window_us,
+        };
+        if let Some(b) = &def.builtin {
+            for name in b.value.inputs() {
+                let bound = def
+                    .inputs
+                    .iter()
+                    .find(|(k, _)| k.as_str() == *name)
+                    .map(|(_, v)| v.value.clone())
+                    .ok_or_else(|| {
+                        Error::Usage(format!("`{table}`: input `{name}` is not bound"))
+                    })?;
+                let impact = match (b.value, *name) {
+                    (_, "events") => events_impact.clone(),
+                    (Builtin::CampaignDaily, "ad_spend") => Impact::Column {
+                        column: "date".into(),
+                        after_days: 0,
+                    },
+                    // campaign_daily credits campaigns, never channels.
+                    (Builtin::CampaignDaily, "campaigns") => Impact::None,
+                    _ => Impact::All,
+                };
+                inputs.push(((*name).to_string(), bound));
+                impacts.push(impact);
+            }
+        } else {
+            for input in pipeline.dag.upstream(table) {
+                let impact = match &date_column {
+                    Some(d) => Impact::Column {
+                        column: input_date_column(pipeline, input, d),
+                        after_days: def.lookback_days as i32,
+                    },
+                    None => Impact::All,
+                };
+                inputs.push((input.to_string(), input.clone()));
+                impacts.push(impact);
+            }
+        }
+        let fingerprint = {
+            let text = serde_json::to_string(&json!({
+                "builtin": def.builtin.as_ref().map(|b| b.value.as_str()),
+                "sql": def.sql.as_ref().map(|s| s.value.trim().to_string()),
+                "inputs": inputs.iter().map(|(n, t)| format!("{n}={t}")).collect::<Vec<_>>(),
+                "key": def.key.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+                "partition_by": partition_by,
+                "materialized": format!("{:?}", def.materialized),
+                "date_column": date_column,
+                "lookback_days": def.lookback_days,
+                "attribution": def.builtin.is_some().then(|| serde_json::to_value(&pipeline.config.attribution).ok()),
+            }))
+            .unwrap_or_default();
+            twox_hash::XxHash3_128::oneshot(text.as_bytes()) as u64
+        };
+        Ok(Self {
+            inputs,
+            impacts,
+            builtin: def.builtin.as_ref().map(|b| b.value),
+            sql: def.sql.as_ref().map(|s| s.value.clone()),
+            settings,
+            date_column: date_column.filter(|_| incremental),
+            partition_by,
+            key: def.key.iter().map(|k| k.as_str().to_string()).collect(),
+            fingerprint,
+        })
+    }
+}
+
+/// The column of `input` holding the dates of a SQL model's `date_column`: the Gold
+/// input's own date column, else a column of the same name, else its DATE partition
+/// column; the model's date column name when none is known (reported when reading).
+fn input_date_column(pipeline: &Pipeline, input: &TableRef, date_column: &str) -> String {
+    match input.layer {
+        Layer::Gold => pipeline
+            .config
+            .gold
+            .iter()
+            .find(|(k, _)| k.value == input.name)
+            .and_then(|(_, d)| d.date_column.as_ref())
+            .map_or(date_column.to_string(), |c| c.as_str().to_string()),
+        Layer::Silver => pipeline
+            .config
+            .silver
+            .iter()
+            .find(|(k, _)| k.value == input.name)
+            .and_then(|(_, d)| {
+                if d.columns.iter().any(|(n, _)| n.as_str() == date_column) {
+                    Some(date_column.to_string())
+                } else {
+                    d.partition_by.first().map(|c| c.as_str().to_string())
+                }
+            })
+            .unwrap_or_else(|| date_column.to_string()),
+        Layer::Bronze => date_column.to_string(),
+    }
+}
+
+/// What a run must do.
+#[derive(Debug)]
+enum Work {
+    UpToDate,
+    Full(String),
+    Dates(BTreeSet<i32>),
+}
+
+struct Opened {
+    inputs: Vec<(String, TableRef, DeltaTable)>,
+    existing: Option<DeltaTable>,
+}
+
+async fn open(pipeline: &Pipeline, table: &TableRef, model: &Model) -> Result<Opened> {
+    let mut inputs = Vec::new();
+    for (name, input) in &model.inputs {
+        let t = open_existing(&pipeline.locations.table(input))
+            .await?
+            .ok_or_else(|| {
+                Error::Other(format!(
+                    "`{input}`, read by `{table}`, does not exist yet: run `--layer {}` first",
+                    input.layer
+                ))
+            })?;
+        inputs.push((name.clone(), input.clone(), t));
+    }
+    let existing = open_existing(&pipeline.locations.table(table)).await?;
+    Ok(Opened { inputs, existing })
+}
+
+/// Decides the work, filling `metrics.inputs`, `mode` and `reason`.
+async fn decide(
+    table: &TableRef,
+    model: &Model,
+    opened: &Opened,
+    options: GoldOptions,
+    metrics: &mut GoldMetrics,
+) -> Result<Work> {
+    let mut consumed = Vec::new();
+    for (_, input, t) in &opened.inputs {
+        let to = t.version().map_or(-1, |v| v as i64);
+        let from = match &opened.existing {
+            Some(g) => transaction_version(g, &input_app_id(input)).await?,
+            None => None,
+        };
+        metrics
+            .inputs
+            .insert(input.to_string(), InputVersions { from, to });
+        consumed.push((from, to));
+    }
+    let Some(existing) = &opened.existing else {
+        return Ok(Work::Full("first run".into()));
+    };
+    if options.full_refresh {
+        return Ok(Work::Full("--full-refresh".into()));
+    }
+    let recorded = transaction_version(existing, DEFINITION_APP_ID).await?;
+    let changed_definition = recorded.is_some_and(|r| r != (model.fingerprint >> 1) as i64);
+    if changed_definition && !options.forward_only {
+        return Err(Error::Usage(format!(
+            "the definition of `{table}` changed since the table was written; run with \
+             --full-refresh to recompute it, or --forward-only to use the new definition \
+             for the dates recomputed from now on"
+        )));
+    }
+    let moved = consumed.iter().any(|(from, to)| *from != Some(*to));
+    let Some(_) = &model.date_column else {
+        return Ok(if moved || options.range.is_some() {
+            Work::Full("a `full` model is recomputed whole".into())
+        } else if changed_definition {
+            Work::Full("new definition".into())
+        } else {
+            Work::UpToDate
+        });
+    };
+    let mut dates = Dates::none();
+    for (((_, input, t), impact), (from, to)) in
+        opened.inputs.iter().zip(&model.impacts).zip(&consumed)
+    {
+        match from {
+            Some(from) => {
+                let touched = changes::changed_dates(t, *from, *to, impact).await?;
+                if let Dates::All(reason) = &touched {
+                    info!(table = %table, input = %input, "every date is recomputed: {reason}");
+                }
+                dates.merge(touched);
+            }
+            None if *to >= 0 => dates.merge(Dates::All(format!("`{input}` was never read"))),
+            None => {}
+        }
+    }
+    if let Some((a, b)) = options.range {
+        dates.merge(Dates::Some((a..=b).collect()));
+    }
+    Ok(match dates {
+        Dates::All(reason) => Work::Full(reason),
+        Dates::Some(d) if d.is_empty() && !moved && !changed_definition => Work::UpToDate,
+        Dates::Some(d) => Work::Dates(d),
+    })
+}
+
+/// What a run of `table` would do, without writing anything.
+pub async fn plan(pipeline: &Pipeline, table: &TableRef, options: GoldOptions) -> Result<GoldPlan> {
+    let def = definition(pipeline, table)?;
+    let model = Model::new(pipeline, table, def)?;
+    let mut plan = GoldMetrics {
+        table: table.to_string(),
+        definition: format!("{:016x}", model.fingerprint),
+        ..GoldMetrics::default()
+    };
+    let opened = match open(pipeline, table, &model).await {
+        Ok(o) => o,
+        Err(Error::Other(m)) => {
+            plan.mode = "waiting for its inputs".into();
+            plan.reason = Some(m);
+            return Ok(plan);
+        }
+        Err(e) => return Err(e),
+    };
+    match decide(table, &model, &opened, options, &mut plan).await {
+        Ok(work) => describe(&work, &mut plan),
+        Err(e @ Error::Usage(_)) => {
+            plan.mode = "refused".into();
+            plan.reason = Some(e.to_string());
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(plan)
+}
+
+fn describe(work: &Work, m: &mut GoldMetrics) {
+    match work {
+        Work::UpToDate => m.mode = "up_to_date".into(),
+        Work::Full(reason) => {
+            m.mode = "full".into();
+            m.reason = Some(reason.clone());
+        }
+        Work::Dates(d) => {
+            m.mode = "incremental".into();
+            m.dates_recomputed = d.len();
+            m.dates = [d.first(), d.last()]
+                .into_iter()
+                .flatten()
+                .map(|d| {
+                    models::date_literal(*d)
+                        .trim_start_matches("DATE ")
+                        .trim_matches('\'')
+                        .to_string()
+                })
+                .collect();
+            m.dates.dedup();
+        }
+    }
+}
+
+/// A DataFusion session for a model: engine functions, `silver`/`gold` schemas, and the
+/// model's inputs registered as of the versions the run read.
+async fn session(opened: &Opened) -> Result<SessionContext> {
+    let config = SessionConfig::new()
+        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let mut ctx = SessionContext::new_with_config(config);
+    medallion_core::functions::register(&mut ctx).map_err(|e| Error::Other(e.to_string()))?;
+    let catalog = ctx
+        .catalog("datafusion")
+        .expect("the default catalog exists");
+    for schema in ["silver", "gold"] {
+        catalog
+            .register_schema(schema, Arc::new(MemorySchemaProvider::new()))
+            .map_err(|e| Error::Other(e.to_string()))?;
+    }
+    for (name, _, table) in &opened.inputs {
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(|e| storage_error(table.table_url(), e))?;
+        let provider = table
+            .table_provider()
+            .await
+            .map_err(|e| storage_error(table.table_url(), e))?;
+        ctx.register_table(name.as_str(), provider)
+            .map_err(|e| Error::Other(e.to_string()))?;
+    }
+    Ok(ctx)
+}
+
+type Stream = deltalake::datafusion::physical_plan::SendableRecordBatchStream;
+
+fn df_error(table: &TableRef) -> impl Fn(deltalake::datafusion::error::DataFusionError) -> Error {
+    let table = table.clone();
+    move |e| Error::Other(format!("computing `{table}`: {e}"))
+}
+
+/// The model's rows, for `dates` or for every date.
+async fn compute(
+    ctx: &SessionContext,
+    table: &TableRef,
+    model: &Model,
+    dates: Option<&BTreeSet<i32>>,
+) -> Result<Stream> {
+    let err = df_error(table);
+    let sql = match (model.builtin, &model.sql) {
+        (Some(Builtin::Attribution), _) => {
+            // The wide form is small (dates × channels × campaigns): unpivot it in memory.
+            let wide = ctx
+                .sql(&models::attribution_wide(&model.settings, dates))
+                .await
+                .map_err(&err)?;
+            let planned: SchemaRef = Arc::new(wide.schema().as_arrow().clone());
+            let batches = wide.collect().await.map_err(&err)?;
+            let schema = batches.first().map_or(planned, RecordBatch::schema);
+            let mem = MemTable::try_new(schema, vec![batches]).map_err(&err)?;
+            ctx.register_table("wide", Arc::new(mem)).map_err(&err)?;
+            models::attribution_long(&model.settings)
+        }
+        (Some(Builtin::CampaignDaily), _) => models::campaign_daily(&model.settings, dates),
+        (Some(Builtin::ChannelCac), _) => models::channel_cac(&model.settings),
+        (None, Some(sql)) => match (dates, &model.date_column) {
+            (Some(dates), Some(column)) => {
+                let list: Vec<String> = dates.iter().map(|d| models::date_literal(*d)).collect();
+                format!(
+                    "SELECT * FROM ({sql}) AS model WHERE \"{column}\" IN ({})",
+                    list.join(", ")
+                )
+            }
+            _ => sql.clone(),
+        },
+        (None, None) => {
+            return Err(Error::Usage(format!(
+                "`{table}` has neither sql nor builtin"
+            )));
+        }
+    };
+    let frame = ctx.sql(&sql).await.map_err(&err)?;
+    frame.execute_stream().await.map_err(&err)
+}
+
+/// Runs one Gold table. `metrics` is filled as the run goes.
+pub async fn run(
+    pipeline: &Pipeline,
+    table: &TableRef,
+    ctx: &RunContext,
+    options: GoldOptions,
+    metrics: &mut GoldMetrics,
+) -> Result<()> {
+    let started = Instant::now();
+    let def = definition(pipeline, table)?;
+    let model = Model::new(pipeline, table, def)?;
+    *metrics = GoldMetrics {
+        table: table.to_string(),
+        run_id: ctx.run_id.clone(),
+        definition: format!("{:016x}", model.fingerprint),
+        ..GoldMetrics::default()
+    };
+    let opened = open(pipeline, table, &model).await?;
+    let work = decide(table, &model, &opened, options, metrics).await?;
+    describe(&work, metrics);
+    if let Work::UpToDate = work {
+        metrics.version = opened.existing.as_ref().and_then(DeltaTable::version);
+        metrics.seconds = started.elapsed().as_secs_f64();
+        info!(table = %table, "up to date");
+        return Ok(());
+    }
+    let dates = match &work {
+        Work::Dates(d) => Some(d),
+        _ => None,
+    };
+    if let Work::Full(reason) = &work {
+        info!(table = %table, "recomputing every row: {reason}");
+    } else if let Some(d) = dates {
+        info!(table = %table, dates = d.len(), "recomputing the dates new input touches");
+    }
+    let session = session(&opened).await?;
+    let mut stream = compute(&session, table, &model, dates).await?;
+    let output: SchemaRef = Arc::new(Schema::new(
+        stream
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), f.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    ));
+    if let Some(d) = &model.date_column
+        && output.field_with_name(d).is_err()
+    {
+        return Err(Error::Usage(format!(
+            "`{table}`: date_column `{d}` is not a column of the model"
+        )));
+    }
+
+    let url = pipeline.locations.table(table);
+    let properties = table_properties(&pipeline.config.storage);
+    let gold = match opened.existing {
+        Some(t) => t,
+        None => {
+            open_or_create(
+                &url,
+                &output,
+                &model.partition_by,
+                &properties,
+                table.name.as_str(),
+            )
+            .await?
+        }
+    };
+    let current = arrow_schema(&gold)?;
+    let current_partitions = gold
+        .snapshot()
+        .map_err(|e| Error::Other(e.to_string()))?
+        .metadata()
+        .partition_columns()
+        .to_vec();
+    let same_schema = current.fields().len() == output.fields().len()
+        && current
+            .fields()
+            .iter()
+            .zip(output.fields())
+            .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type())
+        && current_partitions == model.partition_by;
+    if !same_schema && dates.is_some() {
+        return Err(Error::Usage(format!(
+            "the columns or partitioning of `{table}` changed; run with --full-refresh"
+        )));
+    }
+
+    // Write the rows, checking the key.
+    let writer_properties = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let mut writer = RecordBatchWriter::try_new(
+        gold.table_url().clone(),
+        output.clone(),
+        Some(model.partition_by.clone()).filter(|p| !p.is_empty()),
+        None,
+    )
+    .map_err(|e| storage_error(&url, e))?
+    .with_writer_properties(writer_properties);
+    let mut keys = KeyCheck::new(&output, &model.key, table)?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(df_error(table))?;
+        let batch = RecordBatch::try_new(output.clone(), batch.columns().to_vec())
+            .map_err(|e| Error::Other(e.to_string()))?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        keys.check(&batch)?;
+        metrics.rows_written += batch.num_rows() as u64;
+        writer
+            .write(batch)
+            .await
+            .map_err(|e| storage_error(&url, e))?;
+    }
+    let adds = writer.flush().await.map_err(|e| storage_error(&url, e))?;
+
+    // One commit: the replaced files out, the new ones in, the inputs' versions recorded.
+    let removes = match dates {
+        None => files_where(&gold, |_| true)?,
+        Some(d) => {
+            let column = model.date_column.clone().unwrap_or_default();
+            files_where(&gold, |partition| {
+                partition
+                    .get(&column)
+                    .cloned()
+                    .flatten()
+                    .and_then(|v| changes::parse_day(&v))
+                    .is_some_and(|day| d.contains(&day))
+            })?
+        }
+    };
+    metrics.files_removed = removes.len();
+    let mut actions: Vec<Action> = removes.into_iter().map(Action::Remove).collect();
+    actions.extend(adds.into_iter().map(Action::Add));
+    if !same_schema {
+        let kernel = kernel_schema(&output)?;
+        let snapshot = gold.snapshot().map_err(|e| Error::Other(e.to_string()))?;
+        let m = snapshot
+            .metadata()
+            .clone()
+            .with_schema(&kernel)
+            .map_err(|e| Error::Other(e.to_string()))?;
+        if current_partitions != model.partition_by {
+            return Err(Error::Usage(format!(
+                "the partitioning of `{table}` changed ({current_partitions:?} → {:?}): \
+                 drop the table's directory and run again",
+                model.partition_by
+            )));
+        }
+        actions.push(Action::Metadata(m));
+    }
+    let mut txns = vec![Transaction::new(
+        DEFINITION_APP_ID,
+        (model.fingerprint >> 1) as i64,
+    )];
+    for (_, input, t) in &opened.inputs {
+        let read = t.version().map_or(-1, |v| v as i64);
+        txns.push(Transaction::new(input_app_id(input), read));
+    }
+    let info = HashMap::from([(
+        "medallion".to_string(),
+        json!({
+            "run_id": ctx.run_id, "layer": "gold", "table": table.to_string(),
+            "engine_version": medallion_core::run::ENGINE_VERSION,
+            "inputs": metrics.inputs, "mode": metrics.mode, "reason": metrics.reason,
+            "dates_recomputed": metrics.dates_recomputed, "dates": metrics.dates,
+            "rows_written": metrics.rows_written, "definition": metrics.definition,
+        }),
+    )]);
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Overwrite,
+        partition_by: Some(model.partition_by.clone()).filter(|p| !p.is_empty()),
+        predicate: dates.map(|d| {
+            let list: Vec<String> = d.iter().map(|x| models::date_literal(*x)).collect();
+            format!(
+                "{} IN ({})",
+                model.date_column.clone().unwrap_or_default(),
+                list.join(", ")
+            )
+        }),
+    };
+    crash_point("gold.before_commit");
+    crash_point(&format!("{table}.before_commit"));
+    let version = commit(&gold, actions, txns, info, operation, ctx.commit_retries)
+        .await
+        .map_err(|e| {
+            Error::Storage(format!(
+                "commit to {} failed: {e}; nothing was changed, a re-run completes it",
+                medallion_core::storage::redacted(&url)
+            ))
+        })?;
+    crash_point("gold.after_commit");
+    crash_point(&format!("{table}.after_commit"));
+    metrics.version = Some(version);
+    metrics.seconds = started.elapsed().as_secs_f64();
+    info!(table = %table, version, rows = metrics.rows_written, mode = %metrics.mode, "committed");
+    Ok(())
+}
+
+/// Files of the table whose partition values satisfy `keep`, as removals.
+fn files_where(
+    table: &DeltaTable,
+    keep: impl Fn(&HashMap<String, Option<String>>) -> bool,
+) -> Result<Vec<Remove>> {
+    let snapshot = table.snapshot().map_err(|e| Error::Other(e.to_string()))?;
+    let now = chrono::Utc::now().timestamp_millis();
+    Ok(snapshot
+        .log_data()
+        .iter()
+        .filter_map(|f| {
+            let partition: HashMap<String, Option<String>> =
+                f.partition_values_map().into_iter().collect();
+            keep(&partition).then(|| Remove {
+                path: f.path().to_string(),
+                data_change: true,
+                deletion_timestamp: Some(now),
+                extended_file_metadata: Some(true),
+                partition_values: Some(f.partition_values_map()),
+                size: Some(f.size()),
+                tags: None,
+                deletion_vector: None,
+                base_row_id: None,
+                default_row_commit_version: None,
+            })
+        })
+        .collect())
+}
+
+/// Checks that no two written rows share a key.
+struct KeyCheck {
+    columns: Vec<usize>,
+    converter: Option<RowConverter>,
+    seen: HashSet<u128>,
+    table: TableRef,
+    names: Vec<String>,
+}
+
+impl KeyCheck {
+    fn new(schema: &SchemaRef, key: &[String], table: &TableRef) -> Result<Self> {
+        let mut columns = Vec::new();
+        for k in key {
+            columns.push(schema.index_of(k).map_err(|_| {
+                Error::Usage(format!(
+                    "`{table}`: key column `{k}` is not a column of the model"
+                ))
+            })?);
+        }
+        let converter = if columns.is_empty() {
+            None
+        } else {
+            Some(
+                RowConverter::new(
+                    columns
+                        .iter()
+                        .map(|i| SortField::new(schema.field(*i).data_type().clone()))
+                        .collect(),
+                )
+                .map_err(|e| Error::Other(e.to_string()))?,
+            )
+        };
+        Ok(Self {
+            columns,
+            converter,
+            seen: HashSet::new(),
+            table: table.clone(),
+            names: key.to_vec(),
+        })
+    }
+
+    fn check(&mut self, batch: &RecordBatch) -> Result<()> {
+        let Some(converter) = &self.converter else {
+            return Ok(());
+        };
+        let arrays: Vec<_> = self
+            .columns
+            .iter()
+            .map(|i| batch.column(*i).clone())
+            .collect();
+        let rows = converter
+            .convert_columns(&arrays)
+            .map_err(|e| Error::Other(e.to_string()))?;
+        for (i, row) in rows.iter().enumerate() {
+            if !self
+                .seen
+                .insert(twox_hash::XxHash3_128::oneshot(row.as_ref()))
+            {
+                let shown: Vec<String> = self
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        deltalake::arrow::util::display::array_value_to_string(batch.column(*c), i)
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                return Err(Error::DataQuality(format!(
+                    "`{}`: key ({}) = ({}) appears more than once; nothing was committed",
+                    self.table,
+                    self.names.join(", "),
+                    shown.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+}

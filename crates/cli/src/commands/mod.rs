@@ -22,6 +22,8 @@ pub fn run(cli: Cli) -> u8 {
             format,
             full_refresh,
             forward_only,
+            from,
+            to,
         } => run::run(
             &cli.global,
             &select,
@@ -29,6 +31,11 @@ pub fn run(cli: Cli) -> u8 {
             medallion_silver::SilverOptions {
                 full_refresh,
                 forward_only,
+            },
+            medallion_gold::GoldOptions {
+                full_refresh,
+                forward_only,
+                range: from.zip(to),
             },
         ),
         Command::Generate {

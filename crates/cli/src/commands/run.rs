@@ -7,6 +7,7 @@ use medallion_bronze::BronzeMetrics;
 use medallion_config::Layer;
 use medallion_core::runlog::{self, RunRecord};
 use medallion_core::{Error, RunContext};
+use medallion_gold::{GoldMetrics, GoldOptions};
 use medallion_silver::{SilverMetrics, SilverOptions};
 use tracing::Instrument;
 
@@ -17,7 +18,13 @@ pub fn run(
     select: &Selection,
     format: OutputFormat,
     options: SilverOptions,
+    gold_options: GoldOptions,
 ) -> Result<(), Error> {
+    if let Some((from, to)) = gold_options.range
+        && from > to
+    {
+        return Err(Error::Usage("--from is after --to".into()));
+    }
     let pipeline = super::load(global)?;
     let tables = pipeline.select(select.layer, &select.tables)?;
     let ctx = RunContext::new(pipeline.config.storage.commit_retries);
@@ -25,6 +32,7 @@ pub fn run(
     let runtime = super::runtime()?;
     let mut bronze: Vec<BronzeMetrics> = Vec::new();
     let mut silver: Vec<SilverMetrics> = Vec::new();
+    let mut gold: Vec<GoldMetrics> = Vec::new();
     let result = runtime.block_on(async {
         // Bronze tables depend on nothing but their sources: they run at the same time.
         let landing: Vec<_> = tables.iter().filter(|t| t.layer == Layer::Bronze).collect();
@@ -67,19 +75,24 @@ pub fn run(
             silver.push(metrics);
             outcome?;
         }
-        // Gold is not part of this build yet: say so at the first such table.
-        match tables.iter().find(|t| t.layer == Layer::Gold) {
-            Some(table) => Err(Error::Other(format!(
-                "`{table}`: the {} layer cannot run in this build yet; run `--layer bronze`",
-                table.layer
-            ))),
-            None => Ok(()),
+        // Gold tables in dependency order (a model reading another after it).
+        for table in tables.iter().filter(|t| t.layer == Layer::Gold) {
+            let span = tracing::info_span!("table", run_id = %ctx.run_id, table = %table);
+            let started = chrono::Utc::now();
+            let mut metrics = GoldMetrics::default();
+            let outcome = medallion_gold::run(&pipeline, table, &ctx, gold_options, &mut metrics)
+                .instrument(span)
+                .await;
+            let record = gold_record(&pipeline, &ctx, table, started, &metrics, &outcome);
+            medallion_core::runlog::append(&pipeline, &ctx, &[record]).await?;
+            gold.push(metrics);
+            outcome?;
         }
+        Ok(())
     });
     match format {
         OutputFormat::Json => {
-            let report =
-                serde_json::json!({ "run_id": ctx.run_id, "bronze": bronze, "silver": silver });
+            let report = serde_json::json!({ "run_id": ctx.run_id, "bronze": bronze, "silver": silver, "gold": gold });
             println!(
                 "{}",
                 serde_json::to_string_pretty(&report).map_err(|e| Error::Other(e.to_string()))?
@@ -92,6 +105,7 @@ pub fn run(
                 print!("{}", summary(&ctx.run_id, &bronze));
             }
             print!("{}", silver_summary(&silver));
+            print!("{}", gold_summary(&gold));
         }
     }
     result
@@ -294,6 +308,87 @@ fn silver_summary(silver: &[SilverMetrics]) -> String {
         }
         if !m.new_columns.is_empty() {
             let _ = writeln!(out, "  new columns: {}", m.new_columns.join(", "));
+        }
+    }
+    out
+}
+
+/// The run-log row of one Gold table run.
+fn gold_record(
+    pipeline: &medallion_core::Pipeline,
+    ctx: &RunContext,
+    table: &medallion_config::TableRef,
+    started: chrono::DateTime<chrono::Utc>,
+    m: &GoldMetrics,
+    outcome: &Result<(), Error>,
+) -> RunRecord {
+    let config = pipeline
+        .config
+        .gold
+        .iter()
+        .find(|(k, _)| k.value == table.name)
+        .map(|(_, v)| v);
+    let (status, error) = match outcome {
+        Ok(()) => ("succeeded", None),
+        Err(e) => ("failed", Some(e.to_string())),
+    };
+    RunRecord {
+        run_id: ctx.run_id.clone(),
+        layer: table.layer.to_string(),
+        table: table.to_string(),
+        status: status.to_string(),
+        error,
+        started_at: started,
+        finished_at: chrono::Utc::now(),
+        inputs: serde_json::json!(m
+            .inputs
+            .iter()
+            .map(|(t, v)| (t.clone(), serde_json::json!({ "from_version": v.from, "to_version": v.to, "mode": m.mode, "dates_recomputed": m.dates_recomputed })))
+            .collect::<std::collections::BTreeMap<_, _>>())
+        .to_string(),
+        output_version: m.version.and_then(|v| i64::try_from(v).ok()),
+        rows_read: 0,
+        rows_written: i64::try_from(m.rows_written).unwrap_or(i64::MAX),
+        rows_quarantined: 0,
+        rows_dropped: "{}".to_string(),
+        duplicates_removed: 0,
+        schema_changes: "[]".to_string(),
+        config_fingerprint: runlog::fingerprint(&(config, &pipeline.config.attribution)),
+        engine_version: medallion_core::run::ENGINE_VERSION.to_string(),
+        host: runlog::host(),
+    }
+}
+
+fn gold_summary(gold: &[GoldMetrics]) -> String {
+    let mut out = String::new();
+    if gold.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:<22} {:<12} {:>7} {:>11} {:>8} {:>8}",
+        "table", "mode", "dates", "rows", "version", "seconds"
+    );
+    for m in gold {
+        let _ = writeln!(
+            out,
+            "{:<22} {:<12} {:>7} {:>11} {:>8} {:>8.2}",
+            m.table,
+            m.mode,
+            if m.mode == "incremental" {
+                m.dates_recomputed.to_string()
+            } else {
+                String::new()
+            },
+            m.rows_written,
+            m.version.map(|v| v.to_string()).unwrap_or_default(),
+            m.seconds,
+        );
+        if m.mode == "incremental" && !m.dates.is_empty() {
+            let _ = writeln!(out, "  dates {}", m.dates.join(" .. "));
+        }
+        if let Some(reason) = m.reason.as_ref().filter(|_| m.mode == "full") {
+            let _ = writeln!(out, "  recomputed whole: {reason}");
         }
     }
     out
