@@ -4,6 +4,7 @@ mod bronze;
 mod configs;
 mod delta;
 mod generate;
+mod gold;
 mod quickstart;
 mod shipped;
 mod silver;
