@@ -23,11 +23,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use deltalake::DeltaTable;
-use deltalake::arrow::datatypes::{Field, Schema, SchemaRef};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::arrow::row::{RowConverter, SortField};
 use deltalake::datafusion::catalog::MemorySchemaProvider;
 use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::kernel::{Action, MetadataExt, Remove, Transaction};
 use deltalake::parquet::basic::Compression;
@@ -416,8 +417,17 @@ fn describe(work: &Work, m: &mut GoldMetrics) {
 /// model's inputs registered as of the versions the run read.
 async fn session(opened: &Opened) -> Result<SessionContext> {
     let config = SessionConfig::new()
-        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let mut ctx = SessionContext::new_with_config(config);
+        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        // Decode the filter columns first, and the others only for the rows that pass:
+        // touches and conversions are a fifth of the events.
+        .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+        .set_bool("datafusion.execution.parquet.reorder_filters", true);
+    // Sorts and aggregations beyond this spill to disk instead of growing the process.
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(MEMORY_LIMIT, 1.0)
+        .build_arc()
+        .map_err(|e| Error::Other(e.to_string()))?;
+    let mut ctx = SessionContext::new_with_config_rt(config, runtime);
     medallion_core::functions::register(&mut ctx).map_err(|e| Error::Other(e.to_string()))?;
     let catalog = ctx
         .catalog("datafusion")
@@ -441,6 +451,9 @@ async fn session(opened: &Opened) -> Result<SessionContext> {
     Ok(ctx)
 }
 
+/// Memory a Gold query may hold for sorting, joining and aggregating.
+const MEMORY_LIMIT: usize = 384 << 20;
+
 type Stream = deltalake::datafusion::physical_plan::SendableRecordBatchStream;
 
 fn df_error(table: &TableRef) -> impl Fn(deltalake::datafusion::error::DataFusionError) -> Error {
@@ -456,6 +469,10 @@ async fn compute(
     dates: Option<&BTreeSet<i32>>,
 ) -> Result<Stream> {
     let err = df_error(table);
+    // No date touched (the inputs moved without changing the model's rows): no rows, but
+    // the model's columns.
+    let nothing = dates.is_some_and(BTreeSet::is_empty);
+    let dates = dates.filter(|_| !nothing);
     let sql = match (model.builtin, &model.sql) {
         (Some(Builtin::Attribution), _) => {
             // The wide form is small (dates × channels × campaigns): unpivot it in memory.
@@ -464,7 +481,11 @@ async fn compute(
                 .await
                 .map_err(&err)?;
             let planned: SchemaRef = Arc::new(wide.schema().as_arrow().clone());
-            let batches = wide.collect().await.map_err(&err)?;
+            let batches = if nothing {
+                Vec::new()
+            } else {
+                wide.collect().await.map_err(&err)?
+            };
             let schema = batches.first().map_or(planned, RecordBatch::schema);
             let mem = MemTable::try_new(schema, vec![batches]).map_err(&err)?;
             ctx.register_table("wide", Arc::new(mem)).map_err(&err)?;
@@ -488,6 +509,12 @@ async fn compute(
             )));
         }
     };
+    let sql = if nothing {
+        format!("SELECT * FROM ({sql}) AS model LIMIT 0")
+    } else {
+        sql
+    };
+    tracing::debug!(table = %table, sql = %sql, "model query");
     let frame = ctx.sql(&sql).await.map_err(&err)?;
     frame.execute_stream().await.map_err(&err)
 }
@@ -534,7 +561,7 @@ pub async fn run(
             .schema()
             .fields()
             .iter()
-            .map(|f| Field::new(f.name(), f.data_type().clone(), true))
+            .map(|f| Field::new(f.name(), plain_type(f.data_type()), true))
             .collect::<Vec<_>>(),
     ));
     if let Some(d) = &model.date_column
@@ -576,7 +603,11 @@ pub async fn run(
         && current_partitions == model.partition_by;
     if !same_schema && dates.is_some() {
         return Err(Error::Usage(format!(
-            "the columns or partitioning of `{table}` changed; run with --full-refresh"
+            "the columns or partitioning of `{table}` changed; run with --full-refresh \
+             (table: {}, partitioned by {current_partitions:?}; model: {}, partitioned by {:?})",
+            describe_schema(&current),
+            describe_schema(&output),
+            model.partition_by
         )));
     }
 
@@ -595,7 +626,20 @@ pub async fn run(
     let mut keys = KeyCheck::new(&output, &model.key, table)?;
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(df_error(table))?;
-        let batch = RecordBatch::try_new(output.clone(), batch.columns().to_vec())
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(output.fields())
+            .map(|(c, f)| {
+                if c.data_type() == f.data_type() {
+                    Ok(c.clone())
+                } else {
+                    deltalake::arrow::compute::cast(c, f.data_type())
+                }
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Other(e.to_string()))?;
+        let batch = RecordBatch::try_new(output.clone(), columns)
             .map_err(|e| Error::Other(e.to_string()))?;
         if batch.num_rows() == 0 {
             continue;
@@ -665,7 +709,7 @@ pub async fn run(
     let operation = DeltaOperation::Write {
         mode: SaveMode::Overwrite,
         partition_by: Some(model.partition_by.clone()).filter(|p| !p.is_empty()),
-        predicate: dates.map(|d| {
+        predicate: dates.filter(|d| !d.is_empty()).map(|d| {
             let list: Vec<String> = d.iter().map(|x| models::date_literal(*x)).collect();
             format!(
                 "{} IN ({})",
@@ -796,5 +840,25 @@ impl KeyCheck {
             }
         }
         Ok(())
+    }
+}
+
+/// `name type, ...` for messages.
+fn describe_schema(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The type a Gold column is stored with: view types as their plain forms, which every
+/// Delta reader understands.
+fn plain_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
+        other => other.clone(),
     }
 }

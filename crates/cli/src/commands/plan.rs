@@ -7,6 +7,7 @@ use medallion_bronze::SourcePlan;
 use medallion_config::{Layer, Materialized, TableRef};
 use medallion_core::storage::redacted;
 use medallion_core::{Error, Pipeline};
+use medallion_gold::{GoldOptions, GoldPlan};
 use medallion_silver::{SilverOptions, SilverPlan};
 use serde_json::json;
 
@@ -15,18 +16,19 @@ use crate::cli::{Global, PlanFormat, Selection};
 pub fn run(global: &Global, select: &Selection, format: PlanFormat) -> Result<(), Error> {
     let pipeline = super::load(global)?;
     let tables = pipeline.select(select.layer, &select.tables)?;
-    let (files, silver) = if format == PlanFormat::Dot {
-        (Files::new(), SilverPlans::new())
+    let (files, silver, gold) = if format == PlanFormat::Dot {
+        (Files::new(), SilverPlans::new(), GoldPlans::new())
     } else {
         (
             landed_files(&pipeline, &tables)?,
             silver_plans(&pipeline, &tables)?,
+            gold_plans(&pipeline, &tables)?,
         )
     };
     let out = match format {
-        PlanFormat::Text => text(&pipeline, &tables, &files, &silver),
+        PlanFormat::Text => text(&pipeline, &tables, &files, &silver, &gold),
         PlanFormat::Json => {
-            serde_json::to_string_pretty(&as_json(&pipeline, &tables, &files, &silver))
+            serde_json::to_string_pretty(&as_json(&pipeline, &tables, &files, &silver, &gold))
                 .map_err(|e| Error::Other(e.to_string()))?
         }
         PlanFormat::Dot => dot(&pipeline, &tables),
@@ -67,6 +69,57 @@ fn silver_plans(pipeline: &Pipeline, tables: &[TableRef]) -> Result<SilverPlans,
         }
         out
     }))
+}
+
+/// For each Gold table, what a run would do given its inputs as they are now.
+type GoldPlans = BTreeMap<TableRef, Result<GoldPlan, String>>;
+
+fn gold_plans(pipeline: &Pipeline, tables: &[TableRef]) -> Result<GoldPlans, Error> {
+    let runtime = super::runtime()?;
+    Ok(runtime.block_on(async {
+        let mut out = GoldPlans::new();
+        for t in tables.iter().filter(|t| t.layer == Layer::Gold) {
+            let plan = medallion_gold::plan(pipeline, t, GoldOptions::default()).await;
+            out.insert(t.clone(), plan.map_err(|e| e.to_string()));
+        }
+        out
+    }))
+}
+
+/// A Gold plan in words.
+fn gold_would_do(plans: &GoldPlans, table: &TableRef) -> Option<String> {
+    let versions = |p: &GoldPlan| {
+        p.inputs
+            .iter()
+            .map(|(t, v)| match v.from {
+                Some(f) if f != v.to => format!("{t} {}..{}", f + 1, v.to),
+                _ => format!("{t} {}", v.to),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Some(match plans.get(table)? {
+        Err(e) => format!("cannot tell: {e}"),
+        Ok(p) => match p.mode.as_str() {
+            "up_to_date" => format!("up to date with {}", versions(p)),
+            "incremental" => format!(
+                "would recompute {} date(s) ({}) from {}",
+                p.dates_recomputed,
+                p.dates.join(" .. "),
+                versions(p)
+            ),
+            "full" => format!(
+                "would recompute every row from {}: {}",
+                versions(p),
+                p.reason.as_deref().unwrap_or_default()
+            ),
+            "refused" => format!(
+                "would be refused: {}",
+                p.reason.as_deref().unwrap_or_default()
+            ),
+            other => format!("{other}: {}", p.reason.as_deref().unwrap_or_default()),
+        },
+    })
 }
 
 /// A Silver plan in words.
@@ -227,7 +280,13 @@ fn kind(pipeline: &Pipeline, table: &TableRef) -> String {
     }
 }
 
-fn text(pipeline: &Pipeline, tables: &[TableRef], files: &Files, silver: &SilverPlans) -> String {
+fn text(
+    pipeline: &Pipeline,
+    tables: &[TableRef],
+    files: &Files,
+    silver: &SilverPlans,
+    gold: &GoldPlans,
+) -> String {
     let mut out = String::new();
     let l = &pipeline.locations;
     let _ = writeln!(out, "pipeline {}", pipeline.config.pipeline.value);
@@ -253,7 +312,10 @@ fn text(pipeline: &Pipeline, tables: &[TableRef], files: &Files, silver: &Silver
             inputs(pipeline, t).join(", "),
         );
         let _ = writeln!(out, "      {:<width$}     {}", "", kind(pipeline, t));
-        if let Some(plan) = would_do(files, t).or_else(|| silver_would_do(silver, t)) {
+        if let Some(plan) = would_do(files, t)
+            .or_else(|| silver_would_do(silver, t))
+            .or_else(|| gold_would_do(gold, t))
+        {
             let _ = writeln!(out, "      {:<width$}     {plan}", "");
         }
     }
@@ -266,6 +328,7 @@ fn as_json(
     tables: &[TableRef],
     files: &Files,
     silver: &SilverPlans,
+    gold: &GoldPlans,
 ) -> serde_json::Value {
     json!({
         "pipeline": pipeline.config.pipeline.value.as_str(),
@@ -282,6 +345,10 @@ fn as_json(
                 Err(e) => json!({ "error": e }),
             }),
             "silver": silver.get(t).map(|p| match p {
+                Ok(plan) => json!(plan),
+                Err(e) => json!({ "error": e }),
+            }),
+            "gold": gold.get(t).map(|p| match p {
                 Ok(plan) => json!(plan),
                 Err(e) => json!({ "error": e }),
             }),
