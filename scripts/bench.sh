@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Benchmarks: sample-data generation and each built layer, at 1M and 10M events.
+# Benchmarks: sample-data generation and each layer, at 1M and 10M events, and the
+# independent DuckDB implementation of the same pipeline (tests/python/duckdb_pipeline.py)
+# side by side, landing to Gold.
 # Reports events/s, MB/s of uncompressed NDJSON and peak RSS for every step.
 # Usage: scripts/bench.sh [EVENTS...]        (default: 1000000 10000000)
 #   BENCH_DIR   where data and tables go (default: a temporary directory, removed after)
+#   BENCH_DUCKDB=0   skip the DuckDB baseline
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$REPO"
@@ -54,10 +57,20 @@ PY
   first=$(( n - n / 100 ))
   measure "bronze, first 99%" "$first" "$raw" "$bin" run --layer bronze --root "$run/lake" --landing "$run/landing"
   measure "silver, first 99%" "$first" "$raw" "$bin" run --layer silver --root "$run/lake" --landing "$run/landing"
+  measure "gold, first 99%" "$first" 0 "$bin" run --layer gold --root "$run/lake" --landing "$run/landing"
   mkdir -p "$(dirname "$run/landing/$newest")"
   ln "$run/generated/$newest" "$run/landing/$newest"
-  measure "bronze, newest 1%" $(( n / 100 )) 0 "$bin" run --layer bronze --root "$run/lake" --landing "$run/landing"
-  measure "silver, newest 1%" $(( n / 100 )) 0 "$bin" run --layer silver --root "$run/lake" --landing "$run/landing"
+  # The newest 1% through every layer, as one scheduled run would do it.
+  measure "pipeline, newest 1%" $(( n / 100 )) 0 "$bin" run --root "$run/lake" --landing "$run/landing"
   measure "silver, full refresh" "$n" 0 "$bin" run --layer silver --full-refresh --root "$run/lake" --landing "$run/landing"
+  measure "gold, full refresh" "$n" 0 "$bin" run --layer gold --full-refresh --root "$run/lake" --landing "$run/landing"
+  rm -rf "$run/lake"
+  measure "pipeline, landing to gold" "$n" "$raw" "$bin" run --root "$run/lake" --landing "$run/landing"
+  rm -rf "$run/lake"
+  if [ "${BENCH_DUCKDB:-1}" != 0 ]; then
+    setup_python
+    measure "duckdb, landing to gold" "$n" "$raw" "$HOME/.cache/medallion/venv/bin/python" \
+      "$REPO/tests/python/duckdb_pipeline.py" "$run/landing"
+  fi
   rm -rf "$run"
 done

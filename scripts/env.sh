@@ -20,3 +20,16 @@ step() {
     return $rc
   fi
 }
+
+# The Python environment of the interoperability tests and the DuckDB baseline, installed
+# into a project venv on first use (and again when the requirements change).
+setup_python() {
+  local venv="$HOME/.cache/medallion/venv" req="$REPO/tests/python/requirements.txt"
+  local stamp="$venv/.requirements.sha256" want
+  want=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    echo "$want" >"$stamp"
+  fi
+}

@@ -16,16 +16,6 @@ else
 fi
 # Interoperability: the tables read by independent readers (Python `deltalake`, and a
 # pyarrow reader of the Delta log), installed into a project venv on first use.
-setup_python() {
-  local venv="$HOME/.cache/medallion/venv" req="$REPO/tests/python/requirements.txt"
-  local stamp="$venv/.requirements.sha256" want
-  want=$(sha256sum "$req" | cut -d' ' -f1)
-  if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
-    echo "$want" >"$stamp"
-  fi
-}
 step "python test environment" setup_python
 step "build medallion" cargo build --locked --workspace --all-targets
 step "interoperability tests (pytest)" env MEDALLION_BIN="$CARGO_TARGET_DIR/debug/medallion" \
