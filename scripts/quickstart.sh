@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the engine, writes sample landing data and runs the marketing pipeline into a
-# local directory (the embedded default: no server needed). The layers built so far run.
+# local directory (the embedded default: no server needed): Bronze, Silver and Gold.
 # Usage: scripts/quickstart.sh [WORKDIR]    (default: ./demo)
 #   EVENTS=N      number of sample event lines (default 1000000)
 #   MEDALLION_BIN a prebuilt binary to use instead of building one
@@ -25,6 +25,13 @@ step "validate layers.yaml" "$MEDALLION_BIN" validate
 step "plan" "$MEDALLION_BIN" plan
 step "run the Bronze layer" "$MEDALLION_BIN" run --layer bronze
 step "run the Silver layer" "$MEDALLION_BIN" run --layer silver
+step "run the Gold layer" "$MEDALLION_BIN" run --layer gold
+step "return on ad spend per channel (gold.campaign_daily joined to silver.campaigns)" \
+  "$MEDALLION_BIN" query "SELECT c.channel, round(sum(d.spend_usd), 2) AS spend_usd,
+       round(sum(d.revenue_usd), 2) AS revenue_usd,
+       round(sum(d.revenue_usd) / nullif(sum(d.spend_usd), 0), 2) AS roas
+     FROM gold.campaign_daily d JOIN silver.campaigns c ON d.campaign_id = c.campaign_id
+     GROUP BY c.channel ORDER BY spend_usd DESC"
 echo
 echo "Sample data: $MEDALLION_LANDING (report: $workdir/generate-report.json)"
 echo "Lakehouse:   $MEDALLION_ROOT"

@@ -499,8 +499,10 @@ pub struct GoldTable {
     /// For `incremental_by_date`: the DATE column whose values are recomputed.
     #[serde(default)]
     pub date_column: Option<Located<ColumnName>>,
-    /// For `incremental_by_date`: extra days before the earliest touched date that are
-    /// recomputed too.
+    /// For an `incremental_by_date` SQL model: how many days back each output date reads
+    /// its inputs (a 7-day rolling sum reads 6). Input rows of date `d` then recompute the
+    /// dates `d ..= d + lookback_days`. Built-in models know their own reach (the
+    /// attribution window).
     #[serde(default)]
     pub lookback_days: u32,
     /// Free text for people.
@@ -549,7 +551,8 @@ pub enum Materialized {
     #[default]
     Full,
     /// Only the dates touched by new input (plus `lookback_days`, and for attribution the
-    /// window) are recomputed and replaced in one commit.
+    /// window) are recomputed and replaced in one commit. The table is partitioned by its
+    /// `date_column`.
     IncrementalByDate,
 }
 
