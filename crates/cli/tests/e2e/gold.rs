@@ -727,3 +727,40 @@ fn gold_follows_a_campaign_that_changes_channel() {
         "full refresh vs incremental",
     );
 }
+
+/// A run killed at each Gold commit point, then run again, ends with the same Gold tables
+/// as a run that was never interrupted.
+#[test]
+fn gold_crash_at_each_commit_point_then_rerun_equals_a_clean_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    for point in [
+        "gold.before_commit",
+        "gold.after_commit",
+        "gold.attribution.before_commit",
+        "gold.channel_daily.after_commit",
+    ] {
+        let dir = tmp.path().join(point);
+        let (root, landing) = (dir.join("lake"), dir.join("landing"));
+        land("wave1", &landing);
+        run(&root, &landing, &[]);
+        land("wave2", &landing);
+        let out = medallion(&repo())
+            .arg("run")
+            .arg("--root")
+            .arg(&root)
+            .arg("--landing")
+            .arg(&landing)
+            .env("MEDALLION_CRASH_AT", point)
+            .output()
+            .unwrap();
+        assert_ne!(out.status.code(), Some(0), "{point}: the run should have crashed");
+        assert!(
+            stderr(&out).contains(&format!("crash point `{point}` reached")),
+            "{point}: {}",
+            stderr(&out)
+        );
+        run(&root, &landing, &[]);
+        assert_gold(&root, 2, point);
+        assert_rerun_changes_nothing(&root, &landing, point);
+    }
+}
