@@ -5,6 +5,7 @@ mod configs;
 mod delta;
 mod generate;
 mod gold;
+mod gold_generated;
 mod quickstart;
 mod shipped;
 mod silver;
