@@ -28,7 +28,6 @@ use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::arrow::row::{RowConverter, SortField};
 use deltalake::datafusion::catalog::MemorySchemaProvider;
 use deltalake::datafusion::datasource::MemTable;
-use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::kernel::{Action, MetadataExt, Remove, Transaction};
 use deltalake::parquet::basic::Compression;
@@ -422,12 +421,7 @@ async fn session(opened: &Opened) -> Result<SessionContext> {
         // touches and conversions are a fifth of the events.
         .set_bool("datafusion.execution.parquet.pushdown_filters", true)
         .set_bool("datafusion.execution.parquet.reorder_filters", true);
-    // Sorts and aggregations beyond this spill to disk instead of growing the process.
-    let runtime = RuntimeEnvBuilder::new()
-        .with_memory_limit(MEMORY_LIMIT, 1.0)
-        .build_arc()
-        .map_err(|e| Error::Other(e.to_string()))?;
-    let mut ctx = SessionContext::new_with_config_rt(config, runtime);
+    let mut ctx = SessionContext::new_with_config(config);
     medallion_core::functions::register(&mut ctx).map_err(|e| Error::Other(e.to_string()))?;
     let catalog = ctx
         .catalog("datafusion")
@@ -450,9 +444,6 @@ async fn session(opened: &Opened) -> Result<SessionContext> {
     }
     Ok(ctx)
 }
-
-/// Memory a Gold query may hold for sorting, joining and aggregating.
-const MEMORY_LIMIT: usize = 384 << 20;
 
 type Stream = deltalake::datafusion::physical_plan::SendableRecordBatchStream;
 

@@ -753,7 +753,11 @@ fn gold_crash_at_each_commit_point_then_rerun_equals_a_clean_run() {
             .env("MEDALLION_CRASH_AT", point)
             .output()
             .unwrap();
-        assert_ne!(out.status.code(), Some(0), "{point}: the run should have crashed");
+        assert_ne!(
+            out.status.code(),
+            Some(0),
+            "{point}: the run should have crashed"
+        );
         assert!(
             stderr(&out).contains(&format!("crash point `{point}` reached")),
             "{point}: {}",

@@ -31,6 +31,10 @@ fn quickstart_runs_from_a_clean_directory() {
     assert!(text.contains("<== run the Bronze layer: ok"), "{text}");
     assert!(workdir.join("lakehouse/bronze/events/_delta_log").is_dir());
     assert!(text.contains("<== run the Gold layer: ok"), "{text}");
-    assert!(workdir.join("lakehouse/gold/attribution/_delta_log").is_dir());
+    assert!(
+        workdir
+            .join("lakehouse/gold/attribution/_delta_log")
+            .is_dir()
+    );
     assert!(text.contains("| channel"), "{text}");
 }
