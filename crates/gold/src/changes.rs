@@ -145,14 +145,15 @@ pub async fn changed_dates(
     }
     let schema = medallion_core::table::arrow_schema(table)?;
     let store = table.object_store();
+    let partition_columns = table
+        .snapshot()
+        .map_err(|e| Error::Other(e.to_string()))?
+        .metadata()
+        .partition_columns()
+        .to_vec();
     // A date partition column: the files' partition values are their dates.
     if let Impact::Column { column, after_days } = impact
-        && table
-            .snapshot()
-            .map_err(|e| Error::Other(e.to_string()))?
-            .metadata()
-            .partition_columns()
-            .contains(column)
+        && partition_columns.contains(column)
     {
         let mut out = BTreeSet::new();
         for f in &files {
@@ -184,12 +185,7 @@ pub async fn changed_dates(
         _ => schema
             .fields()
             .iter()
-            .filter(|f| {
-                !table
-                    .snapshot()
-                    .map(|s| s.metadata().partition_columns().contains(f.name()))
-                    .unwrap_or(false)
-            })
+            .filter(|f| !partition_columns.contains(f.name()))
             .map(|f| f.name().clone())
             .collect(),
     };
@@ -208,7 +204,7 @@ pub async fn changed_dates(
     let mut out = BTreeSet::new();
     if !any_removed {
         for f in &files {
-            let mut batches = read_file(store.clone(), f, &wanted).await?;
+            let mut batches = read_file(store.clone(), &f.path, f.size, &wanted).await?;
             while let Some(batch) = batches.next().await {
                 let batch = batch?;
                 let p = Prepared::new(&batch, impact)?;
@@ -235,7 +231,7 @@ pub async fn changed_dates(
     let mut counts: HashMap<u128, (i64, Option<std::ops::RangeInclusive<i32>>, bool)> =
         HashMap::new();
     for f in &files {
-        let mut batches = read_file(store.clone(), f, &wanted).await?;
+        let mut batches = read_file(store.clone(), &f.path, f.size, &wanted).await?;
         while let Some(batch) = batches.next().await {
             let batch = batch?;
             let p = Prepared::new(&batch, impact)?;
@@ -358,21 +354,22 @@ impl Prepared {
     }
 }
 
-type Batches = std::pin::Pin<Box<dyn futures::Stream<Item = Result<RecordBatch>> + Send>>;
+pub(crate) type Batches = std::pin::Pin<Box<dyn futures::Stream<Item = Result<RecordBatch>> + Send>>;
 
-/// The `wanted` columns of one data file (missing ones NULL).
-async fn read_file(
+/// The `wanted` columns of one data file of a table (`path` as in its log; missing
+/// columns NULL).
+pub(crate) async fn read_file(
     store: Arc<dyn ObjectStore>,
-    file: &FileChange,
+    path: &str,
+    size: u64,
     wanted: &SchemaRef,
 ) -> Result<Batches> {
-    let what =
-        |e: &dyn std::fmt::Display| Error::Storage(format!("input file `{}`: {e}", file.path));
-    let location = Path::from_url_path(&file.path).map_err(|e| what(&e))?;
+    let what = |e: &dyn std::fmt::Display| Error::Storage(format!("input file `{path}`: {e}"));
+    let location = Path::from_url_path(path).map_err(|e| what(&e))?;
     let reader = StoreReader {
         store,
         location,
-        size: file.size,
+        size,
     };
     let builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await
@@ -392,7 +389,7 @@ async fn read_file(
         .build()
         .map_err(|e| what(&e))?;
     let wanted = wanted.clone();
-    let path = file.path.clone();
+    let path = path.to_string();
     Ok(Box::pin(stream.map(move |batch| {
         let batch = batch.map_err(|e| Error::Storage(format!("input file `{path}`: {e}")))?;
         let columns: Vec<ArrayRef> = wanted

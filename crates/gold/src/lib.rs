@@ -16,13 +16,18 @@
 //! everything) or `--forward-only` (use it for the dates recomputed from now on).
 
 pub mod changes;
+pub mod credit;
 pub mod models;
+pub mod touchpoints;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use deltalake::DeltaTable;
+use deltalake::arrow::array::{
+    Array, ArrayRef, AsArray, Date32Array, Float64Array, Int64Array, StringArray,
+};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::arrow::row::{RowConverter, SortField};
@@ -47,6 +52,7 @@ use serde_json::json;
 use tracing::info;
 
 use crate::changes::{Dates, Impact};
+use crate::credit::{Totals, Wanted};
 use crate::models::Settings;
 
 /// How a run treats the table's history.
@@ -455,6 +461,9 @@ fn df_error(table: &TableRef) -> impl Fn(deltalake::datafusion::error::DataFusio
 /// The model's rows, for `dates` or for every date.
 async fn compute(
     ctx: &SessionContext,
+    pipeline: &Pipeline,
+    run: &RunContext,
+    opened: &Opened,
     table: &TableRef,
     model: &Model,
     dates: Option<&BTreeSet<i32>>,
@@ -465,25 +474,30 @@ async fn compute(
     let nothing = dates.is_some_and(BTreeSet::is_empty);
     let dates = dates.filter(|_| !nothing);
     let sql = match (model.builtin, &model.sql) {
-        (Some(Builtin::Attribution), _) => {
-            // The wide form is small (dates × channels × campaigns): unpivot it in memory.
-            let wide = ctx
-                .sql(&models::attribution_wide(&model.settings, dates))
-                .await
-                .map_err(&err)?;
-            let planned: SchemaRef = Arc::new(wide.schema().as_arrow().clone());
-            let batches = if nothing {
-                Vec::new()
+        (Some(builtin), _) => {
+            let totals = if nothing {
+                Totals::default()
             } else {
-                wide.collect().await.map_err(&err)?
+                credited(ctx, pipeline, run, opened, model, builtin, dates).await?
             };
-            let schema = batches.first().map_or(planned, RecordBatch::schema);
-            let mem = MemTable::try_new(schema, vec![batches]).map_err(&err)?;
-            ctx.register_table("wide", Arc::new(mem)).map_err(&err)?;
-            models::attribution_long(&model.settings)
+            let channels = if builtin == Builtin::CampaignDaily {
+                HashMap::new()
+            } else {
+                channels(ctx, table).await?
+            };
+            let (name, batch) = match builtin {
+                Builtin::Attribution => ("wide", wide_batch(&totals, &channels, &model.settings)?),
+                Builtin::CampaignDaily => ("conv", conv_batch(&totals)?),
+                Builtin::ChannelCac => ("customers", customers_batch(&totals, &channels, &model.settings)?),
+            };
+            let mem = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(&err)?;
+            ctx.register_table(name, Arc::new(mem)).map_err(&err)?;
+            match builtin {
+                Builtin::Attribution => models::attribution_long(&model.settings),
+                Builtin::CampaignDaily => models::campaign_daily(dates),
+                Builtin::ChannelCac => models::channel_cac(),
+            }
         }
-        (Some(Builtin::CampaignDaily), _) => models::campaign_daily(&model.settings, dates),
-        (Some(Builtin::ChannelCac), _) => models::channel_cac(&model.settings),
         (None, Some(sql)) => match (dates, &model.date_column) {
             (Some(dates), Some(column)) => {
                 let list: Vec<String> = dates.iter().map(|d| models::date_literal(*d)).collect();
@@ -546,7 +560,7 @@ pub async fn run(
         info!(table = %table, dates = d.len(), "recomputing the dates new input touches");
     }
     let session = session(&opened).await?;
-    let mut stream = compute(&session, table, &model, dates).await?;
+    let mut stream = compute(&session, pipeline, ctx, &opened, table, &model, dates).await?;
     let output: SchemaRef = Arc::new(Schema::new(
         stream
             .schema()
@@ -728,7 +742,7 @@ pub async fn run(
 }
 
 /// Files of the table whose partition values satisfy `keep`, as removals.
-fn files_where(
+pub(crate) fn files_where(
     table: &DeltaTable,
     keep: impl Fn(&HashMap<String, Option<String>>) -> bool,
 ) -> Result<Vec<Remove>> {
@@ -852,4 +866,170 @@ fn plain_type(t: &DataType) -> DataType {
         DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
         other => other.clone(),
     }
+}
+
+/// The built-in model's totals: the touchpoint store brought up to date with the events
+/// input, then credited bucket by bucket.
+async fn credited(
+    session: &SessionContext,
+    pipeline: &Pipeline,
+    run: &RunContext,
+    opened: &Opened,
+    model: &Model,
+    builtin: Builtin,
+    dates: Option<&BTreeSet<i32>>,
+) -> Result<Totals> {
+    let (name, events_ref, events) = opened
+        .inputs
+        .iter()
+        .find(|(name, _, _)| name == "events")
+        .ok_or_else(|| Error::Usage("the model has no `events` input".into()))?;
+    let store = touchpoints::sync(
+        pipeline,
+        events_ref,
+        events,
+        session,
+        name,
+        &model.settings,
+        run,
+    )
+    .await?;
+    let wanted = Wanted {
+        attribution: builtin == Builtin::Attribution,
+        last_touch: builtin == Builtin::CampaignDaily,
+        first_purchases: builtin == Builtin::ChannelCac,
+    };
+    let mut totals = Totals::default();
+    for bucket in 0..touchpoints::BUCKETS {
+        let data = touchpoints::read_bucket(&store, bucket).await?;
+        credit::credit_bucket(&data, &model.settings, dates, wanted, &mut totals);
+    }
+    Ok(totals)
+}
+
+/// Each campaign's channel, from the `campaigns` input.
+async fn channels(session: &SessionContext, table: &TableRef) -> Result<HashMap<String, String>> {
+    let err = df_error(table);
+    let batches = session
+        .sql(models::CHANNELS)
+        .await
+        .map_err(&err)?
+        .collect()
+        .await
+        .map_err(&err)?;
+    let mut out = HashMap::new();
+    for batch in batches {
+        let id = deltalake::arrow::compute::cast(batch.column(0), &DataType::Utf8)
+            .map_err(|e| Error::Other(e.to_string()))?;
+        let channel = deltalake::arrow::compute::cast(batch.column(1), &DataType::Utf8)
+            .map_err(|e| Error::Other(e.to_string()))?;
+        let (id, channel) = (id.as_string::<i32>(), channel.as_string::<i32>());
+        for row in 0..batch.num_rows() {
+            if channel.is_valid(row) {
+                out.insert(id.value(row).to_string(), channel.value(row).to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The channel of a credited campaign (`None`: the direct channel).
+fn channel_of<'a>(
+    campaign: Option<&String>,
+    channels: &'a HashMap<String, String>,
+    s: &'a Settings,
+) -> &'a str {
+    match campaign {
+        None => &s.direct,
+        Some(c) => channels.get(c).map_or("unknown", String::as_str),
+    }
+}
+
+fn batch_of(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| Error::Other(e.to_string()))
+}
+
+/// `wide(date, channel, campaign_id, c_<model>, r_<model>…)`.
+fn wide_batch(
+    totals: &Totals,
+    channels: &HashMap<String, String>,
+    s: &Settings,
+) -> Result<RecordBatch> {
+    let mut keys: Vec<_> = totals.wide.keys().collect();
+    keys.sort();
+    let mut fields = vec![
+        Field::new("date", DataType::Date32, true),
+        Field::new("channel", DataType::Utf8, true),
+        Field::new("campaign_id", DataType::Utf8, true),
+    ];
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(Date32Array::from_iter_values(keys.iter().map(|k| k.0))),
+        Arc::new(StringArray::from_iter_values(
+            keys.iter().map(|k| channel_of(k.1.as_ref(), channels, s)),
+        )),
+        Arc::new(StringArray::from_iter(keys.iter().map(|k| k.1.as_deref()))),
+    ];
+    for (m, model) in medallion_config::AttributionModel::ALL.iter().enumerate() {
+        let name = models::model_name(*model);
+        for (k, prefix) in ["c", "r"].iter().enumerate() {
+            fields.push(Field::new(format!("{prefix}_{name}"), DataType::Float64, true));
+            columns.push(Arc::new(Float64Array::from_iter_values(
+                keys.iter().map(|key| totals.wide[*key][2 * m + k]),
+            )));
+        }
+    }
+    batch_of(fields, columns)
+}
+
+/// `conv(date, campaign_id, conversions, revenue_usd)`: last-touch conversions.
+fn conv_batch(totals: &Totals) -> Result<RecordBatch> {
+    let mut keys: Vec<_> = totals.last_touch.keys().collect();
+    keys.sort();
+    batch_of(
+        vec![
+            Field::new("date", DataType::Date32, true),
+            Field::new("campaign_id", DataType::Utf8, true),
+            Field::new("conversions", DataType::Int64, true),
+            Field::new("revenue_usd", DataType::Float64, true),
+        ],
+        vec![
+            Arc::new(Date32Array::from_iter_values(keys.iter().map(|k| k.0))),
+            Arc::new(StringArray::from_iter_values(keys.iter().map(|k| k.1.as_str()))),
+            Arc::new(Int64Array::from_iter_values(
+                keys.iter().map(|k| totals.last_touch[*k].0),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                keys.iter().map(|k| totals.last_touch[*k].1),
+            )),
+        ],
+    )
+}
+
+/// `customers(month, channel, new_customers)`.
+fn customers_batch(
+    totals: &Totals,
+    channels: &HashMap<String, String>,
+    s: &Settings,
+) -> Result<RecordBatch> {
+    let mut per_channel: BTreeMap<(i32, String), i64> = BTreeMap::new();
+    for ((month, campaign), n) in &totals.first_purchases {
+        *per_channel
+            .entry((*month, channel_of(campaign.as_ref(), channels, s).to_string()))
+            .or_default() += n;
+    }
+    batch_of(
+        vec![
+            Field::new("month", DataType::Date32, true),
+            Field::new("channel", DataType::Utf8, true),
+            Field::new("new_customers", DataType::Int64, true),
+        ],
+        vec![
+            Arc::new(Date32Array::from_iter_values(per_channel.keys().map(|k| k.0))),
+            Arc::new(StringArray::from_iter_values(
+                per_channel.keys().map(|k| k.1.as_str()),
+            )),
+            Arc::new(Int64Array::from_iter_values(per_channel.values().copied())),
+        ],
+    )
 }
