@@ -770,7 +770,15 @@ fn quoted(items: &[&str]) -> String {
         .join(", ")
 }
 
-/// Maps a position inside an embedded SQL text to the YAML file.
+/// Maps a position inside an embedded SQL text (1-based line and column, as the SQL parser
+/// reports them) to the YAML file.
+///
+/// YAML rewrites a string on its way to the SQL parser: a `|` block drops its indentation, a
+/// `>` block, a plain and a quoted scalar fold their line breaks into spaces and drop the
+/// indentation of their continuation lines, and quoted scalars have escapes. So the scalar is
+/// read again from the source, character by character in its style, checking each against
+/// the value, up to the character at the position. When that fails (a `${VAR}` changed the
+/// value, or the position is unknown), the result is the value's start.
 pub fn sql_position(
     query: &Located<String>,
     text: &str,
@@ -783,26 +791,327 @@ pub fn sql_position(
     if !query.loc.is_known() {
         return query.loc;
     }
-    let first_char = text
-        .lines()
-        .nth(usize::try_from(query.loc.line - 1).unwrap_or(usize::MAX))
-        .and_then(|l| {
-            l.chars()
-                .nth(usize::try_from(query.loc.column - 1).unwrap_or(usize::MAX))
-        });
-    let quoted = matches!(first_char, Some('"' | '\''));
-    if line <= 1 {
-        Loc::new(
-            query.loc.line,
-            query.loc.column + column - 1 + u64::from(quoted),
-        )
-    } else if quoted || !query.value.contains('\n') {
-        // A quoted multi-line scalar folds lines; point at the start of the value.
-        query.loc
-    } else {
-        // A block scalar (`|`): every line keeps the block's indentation.
-        Loc::new(query.loc.line + line - 1, query.loc.column + column - 1)
+    let value: Vec<char> = query.value.chars().collect();
+    value_offset(&value, line, column)
+        .and_then(|offset| source_position(&value, offset, query.loc, text))
+        .unwrap_or(query.loc)
+}
+
+/// The index in `value` of the character at `line`:`column` (1-based; a column past the end
+/// of its line is that line's end, which may be the end of the value).
+fn value_offset(value: &[char], line: u64, column: u64) -> Option<usize> {
+    let line = usize::try_from(line).ok()?.checked_sub(1)?;
+    let column = usize::try_from(column).ok()?.checked_sub(1)?;
+    let mut start = 0;
+    for _ in 0..line {
+        start += value[start..].iter().position(|&c| c == '\n')? + 1;
     }
+    let end = value[start..]
+        .iter()
+        .position(|&c| c == '\n')
+        .map_or(value.len(), |p| start + p);
+    Some(start.saturating_add(column).min(end))
+}
+
+/// A 0-based (line, column) in the source, columns in characters.
+type Pos = (usize, usize);
+
+/// How a scalar is written in the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Style {
+    /// `|` (literal) or `>` (folded) with its header on line `header`.
+    Block { header: usize, folded: bool },
+    /// Unquoted.
+    Plain,
+    /// In `"` or `'` quotes.
+    Quoted(char),
+}
+
+/// Where the character `offset` of `value` (a scalar starting at `start`) is in `text`.
+fn source_position(value: &[char], offset: usize, start: Loc, text: &str) -> Option<Loc> {
+    // Past the end (the parser ran out of query): the last character written.
+    let target = if offset < value.len() {
+        offset
+    } else {
+        value.iter().rposition(|c| !c.is_whitespace())?
+    };
+    let lines: Vec<Vec<char>> = text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l).chars().collect())
+        .collect();
+    let at: Pos = (
+        usize::try_from(start.line).ok()?.checked_sub(1)?,
+        usize::try_from(start.column).ok()?.checked_sub(1)?,
+    );
+    let limit = target + 1;
+    let decoded = match style_at(&lines, at)? {
+        Style::Block { header, folded } => decode_block(&lines, header, at.1, folded, limit),
+        Style::Plain => decode_plain(&lines, at, limit),
+        Style::Quoted(quote) => decode_quoted(&lines, at, quote, limit),
+    };
+    if decoded.len() < limit || decoded[..limit].iter().zip(value).any(|((c, _), v)| c != v) {
+        return None;
+    }
+    let (line, column) = decoded[target].1;
+    // A folded line break is at the end of its line: point at the line's last character.
+    let last = lines[line].len().saturating_sub(1);
+    Some(Loc::new(line as u64 + 1, column.min(last) as u64 + 1))
+}
+
+/// The style of the scalar starting at `at` (a block scalar starts on a line below its
+/// header, possibly after blank lines, at its indentation).
+fn style_at(lines: &[Vec<char>], (line, column): Pos) -> Option<Style> {
+    let row = lines.get(line)?;
+    let first = *row.get(column)?;
+    if row[..column].iter().all(|&c| c == ' ')
+        && let Some(header) = (0..line).rev().find(|&h| !is_blank(&lines[h]))
+        && let Some(folded) = block_header(&lines[header])
+    {
+        return Some(Style::Block { header, folded });
+    }
+    Some(match first {
+        '"' | '\'' => Style::Quoted(first),
+        _ => Style::Plain,
+    })
+}
+
+/// Whether a source line holds only whitespace.
+fn is_blank(line: &[char]) -> bool {
+    line.iter().all(|&c| matches!(c, ' ' | '\t'))
+}
+
+/// Whether `line` ends with a block scalar header (`|`, `>-`, `|2`, … before any comment):
+/// `Some(true)` for a folded one, `Some(false)` for a literal one.
+fn block_header(line: &[char]) -> Option<bool> {
+    let line: String = line.iter().collect();
+    let indicator = line
+        .split_whitespace()
+        .take_while(|t| !t.starts_with('#'))
+        .last()?;
+    let folded = match indicator.chars().next()? {
+        '|' => false,
+        '>' => true,
+        _ => return None,
+    };
+    let rest = &indicator[1..];
+    (rest.len() <= 2 && rest.chars().all(|c| matches!(c, '-' | '+' | '1'..='9'))).then_some(folded)
+}
+
+/// The first `limit` characters of a block scalar (header on line `header`, content indented
+/// by `indent`), each with where it is written; line feeds and folded spaces are at the end
+/// of the line they end.
+fn decode_block(
+    lines: &[Vec<char>],
+    header: usize,
+    indent: usize,
+    folded: bool,
+    limit: usize,
+) -> Vec<(char, Pos)> {
+    let mut out = Vec::new();
+    // The last content line (whether it is more indented), and the empty lines since.
+    let mut previous: Option<(bool, usize)> = None;
+    let mut empty = Vec::new();
+    for (i, row) in lines.iter().enumerate().skip(header + 1) {
+        if out.len() >= limit {
+            break;
+        }
+        let content: &[char] = if row.len() > indent && row[..indent].iter().all(|&c| c == ' ') {
+            &row[indent..]
+        } else if is_blank(row) {
+            &[]
+        } else {
+            break; // less indented: the block has ended
+        };
+        if !folded {
+            out.extend(
+                content
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &c)| (c, (i, indent + j))),
+            );
+            out.push(('\n', (i, row.len())));
+            continue;
+        }
+        if content.is_empty() {
+            empty.push(i);
+            continue;
+        }
+        // Folding: a line break between two text lines is a space (or, with empty lines
+        // between, one line feed per empty line); next to a more indented line it stays.
+        let spaced = matches!(content[0], ' ' | '\t');
+        match previous {
+            Some((false, p)) if !spaced && empty.is_empty() => out.push((' ', (p, lines[p].len()))),
+            Some((false, _)) if !spaced => {}
+            Some((_, p)) => out.push(('\n', (p, lines[p].len()))),
+            None => {}
+        }
+        out.extend(empty.drain(..).map(|e| ('\n', (e, 0))));
+        out.extend(
+            content
+                .iter()
+                .enumerate()
+                .map(|(j, &c)| (c, (i, indent + j))),
+        );
+        previous = Some((spaced, i));
+    }
+    if let Some((_, p)) = previous {
+        out.push(('\n', (p, lines[p].len())));
+    }
+    out
+}
+
+/// The first `limit` characters of a plain scalar starting at `start`: each line without
+/// its indentation and trailing whitespace, line breaks folded into a space (or one line
+/// feed per empty line between), up to a comment.
+fn decode_plain(lines: &[Vec<char>], (line, column): Pos, limit: usize) -> Vec<(char, Pos)> {
+    let mut out = Vec::new();
+    let mut previous: Option<usize> = None;
+    let mut empty = Vec::new();
+    for (i, row) in lines.iter().enumerate().skip(line) {
+        if out.len() >= limit {
+            break;
+        }
+        let from = if i == line {
+            column
+        } else {
+            row.iter()
+                .position(|&c| !matches!(c, ' ' | '\t'))
+                .unwrap_or(row.len())
+        };
+        let comment = (from..row.len())
+            .find(|&j| row[j] == '#' && (j == 0 || matches!(row[j - 1], ' ' | '\t')));
+        let mut end = comment.unwrap_or(row.len());
+        while end > from && matches!(row[end - 1], ' ' | '\t') {
+            end -= 1;
+        }
+        if end == from {
+            if comment.is_some() {
+                break;
+            }
+            empty.push(i);
+            continue;
+        }
+        if let Some(p) = previous {
+            if empty.is_empty() {
+                out.push((' ', (p, lines[p].len())));
+            } else {
+                out.extend(empty.drain(..).map(|e| ('\n', (e, 0))));
+            }
+        }
+        out.extend((from..end).map(|j| (row[j], (i, j))));
+        previous = Some(i);
+        if comment.is_some() {
+            break;
+        }
+    }
+    out
+}
+
+/// The first `limit` characters of a scalar quoted with `quote` (opening at `start`): an
+/// escape (`\"`, `\n`, `''`, …) is one character, written where it starts; line breaks fold
+/// as in a plain scalar, except after `\` at the end of a line, where they vanish.
+fn decode_quoted(
+    lines: &[Vec<char>],
+    (line, column): Pos,
+    quote: char,
+    limit: usize,
+) -> Vec<(char, Pos)> {
+    let mut out = Vec::new();
+    let (mut i, mut j) = (line, column + 1);
+    while let Some(row) = lines.get(i) {
+        // Characters up to `kept` stay; unescaped whitespace after them ends the line.
+        let mut kept = out.len();
+        let (mut closed, mut escaped_break) = (false, false);
+        while j < row.len() {
+            let c = row[j];
+            if c == quote {
+                if quote == '\'' && row.get(j + 1) == Some(&'\'') {
+                    out.push(('\'', (i, j)));
+                    j += 2;
+                    kept = out.len();
+                    continue;
+                }
+                closed = true;
+                break;
+            }
+            if c == '\\' && quote == '"' {
+                if j + 1 == row.len() {
+                    escaped_break = true;
+                    break;
+                }
+                let Some((unescaped, len)) = unescape(&row[j + 1..]) else {
+                    return out;
+                };
+                out.push((unescaped, (i, j)));
+                j += 1 + len;
+                kept = out.len();
+                continue;
+            }
+            out.push((c, (i, j)));
+            j += 1;
+            if !matches!(c, ' ' | '\t') {
+                kept = out.len();
+            }
+        }
+        if closed {
+            break;
+        }
+        if !escaped_break {
+            out.truncate(kept);
+        }
+        if out.len() >= limit {
+            break;
+        }
+        let mut next = i + 1;
+        let mut empty = Vec::new();
+        while lines.get(next).is_some_and(|l| is_blank(l)) {
+            empty.push(next);
+            next += 1;
+        }
+        if !empty.is_empty() {
+            out.extend(empty.iter().map(|&e| ('\n', (e, 0))));
+        } else if !escaped_break {
+            out.push((' ', (i, row.len())));
+        }
+        i = next;
+        j = lines.get(i).map_or(0, |r| {
+            r.iter()
+                .position(|&c| !matches!(c, ' ' | '\t'))
+                .unwrap_or(r.len())
+        });
+    }
+    out
+}
+
+/// The character a double-quoted escape stands for (`rest` follows the `\`), and how many
+/// characters of `rest` it takes.
+fn unescape(rest: &[char]) -> Option<(char, usize)> {
+    let hex = |digits: usize| {
+        let code: String = rest.get(1..=digits)?.iter().collect();
+        let c = char::from_u32(u32::from_str_radix(&code, 16).ok()?)?;
+        Some((c, 1 + digits))
+    };
+    let c = match rest.first()? {
+        '0' => '\0',
+        'a' => '\u{7}',
+        'b' => '\u{8}',
+        't' | '\t' => '\t',
+        'n' => '\n',
+        'v' => '\u{b}',
+        'f' => '\u{c}',
+        'r' => '\r',
+        'e' => '\u{1b}',
+        'N' => '\u{85}',
+        '_' => '\u{a0}',
+        'L' => '\u{2028}',
+        'P' => '\u{2029}',
+        'x' => return hex(2),
+        'u' => return hex(4),
+        'U' => return hex(8),
+        &c @ (' ' | '"' | '/' | '\\') => c,
+        _ => return None,
+    };
+    Some((c, 1))
 }
 
 /// Where `needle` (a table name as written) first appears in the SQL, as a YAML position.

@@ -1238,7 +1238,6 @@ fn gold_generated_validate_block_sql_error_on_its_second_line() {
 }
 
 #[test]
-#[ignore = "known bug: SQL error positions in folded, plain, quoted and blank-led YAML scalars are off (sql_position in crates/config/src/compile.rs)"]
 fn gold_generated_validate_block_sql_starting_with_a_blank_line() {
     assert_points_at_the_broken_line(
         "  broken:\n    sql: |\n\n      SELECT event_date AS date, count(*) AS n\n      \
@@ -1247,7 +1246,6 @@ fn gold_generated_validate_block_sql_starting_with_a_blank_line() {
 }
 
 #[test]
-#[ignore = "known bug: SQL error positions in folded, plain, quoted and blank-led YAML scalars are off (sql_position in crates/config/src/compile.rs)"]
 fn gold_generated_validate_folded_sql_error_on_its_second_line() {
     assert_points_at_the_broken_line(
         "  broken:\n    sql: >-\n      SELECT event_date AS date, count(*) AS n\n      \
@@ -1256,7 +1254,6 @@ fn gold_generated_validate_folded_sql_error_on_its_second_line() {
 }
 
 #[test]
-#[ignore = "known bug: SQL error positions in folded, plain, quoted and blank-led YAML scalars are off (sql_position in crates/config/src/compile.rs)"]
 fn gold_generated_validate_plain_multiline_sql_error_on_its_second_line() {
     assert_points_at_the_broken_line(
         "  broken:\n    sql: SELECT event_date AS date, count(*) AS n\n      \
@@ -1265,7 +1262,6 @@ fn gold_generated_validate_plain_multiline_sql_error_on_its_second_line() {
 }
 
 #[test]
-#[ignore = "known bug: SQL error positions in folded, plain, quoted and blank-led YAML scalars are off (sql_position in crates/config/src/compile.rs)"]
 fn gold_generated_validate_quoted_multiline_sql_error_on_its_second_line() {
     assert_points_at_the_broken_line(
         "  broken:\n    sql: \"SELECT event_date AS date, count(*) AS n\n      \
