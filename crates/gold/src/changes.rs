@@ -354,7 +354,8 @@ impl Prepared {
     }
 }
 
-pub(crate) type Batches = std::pin::Pin<Box<dyn futures::Stream<Item = Result<RecordBatch>> + Send>>;
+pub(crate) type Batches =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<RecordBatch>> + Send>>;
 
 /// The `wanted` columns of one data file of a table (`path` as in its log; missing
 /// columns NULL).

@@ -6,7 +6,7 @@
 //! totals: per (date, campaign) for `attribution`, last touches per (date, campaign) for
 //! `campaign_daily`, first purchases per (month, campaign) for `channel_cac`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use deltalake::arrow::array::Array;
 
@@ -28,16 +28,56 @@ pub struct Wanted {
 /// Credited conversions and revenue per model (`[c0, r0, c1, r1, …]`).
 pub type Credit = [f64; 2 * MODELS];
 
-/// The totals the Gold tables are made of. A campaign of `None` is the direct channel.
+/// The totals the Gold tables are made of. Campaigns are numbered (see
+/// [`Totals::campaign`]); a campaign of `None` is the direct channel.
 #[derive(Debug, Default)]
 pub struct Totals {
     /// `attribution`: per (conversion date, campaign).
-    pub wide: HashMap<(i32, Option<String>), Credit>,
+    pub wide: HashMap<(i32, Option<u32>), Credit>,
     /// `campaign_daily`: last-touch conversions and revenue per (conversion date, campaign).
-    pub last_touch: HashMap<(i32, String), (i64, f64)>,
+    pub last_touch: HashMap<(i32, u32), (i64, f64)>,
     /// `channel_cac`: identities by the month of their first purchase (first day, days since
     /// the epoch) and its last-touch campaign.
-    pub first_purchases: HashMap<(i32, Option<String>), i64>,
+    pub first_purchases: HashMap<(i32, Option<u32>), i64>,
+    campaigns: Vec<String>,
+    numbers: HashMap<String, u32>,
+}
+
+impl Totals {
+    /// The campaign numbered `n`.
+    pub fn campaign(&self, n: u32) -> &str {
+        &self.campaigns[n as usize]
+    }
+
+    /// Adds another bucket's totals (its campaigns renumbered).
+    pub fn merge(&mut self, other: Totals) {
+        let map: Vec<u32> = other.campaigns.iter().map(|c| self.number(c)).collect();
+        let re = |c: Option<u32>| c.map(|c| map[c as usize]);
+        for ((day, c), credit) in other.wide {
+            let e = self.wide.entry((day, re(c))).or_insert([0.0; 2 * MODELS]);
+            for (t, x) in e.iter_mut().zip(credit) {
+                *t += x;
+            }
+        }
+        for ((day, c), (n, r)) in other.last_touch {
+            let e = self.last_touch.entry((day, map[c as usize])).or_default();
+            e.0 += n;
+            e.1 += r;
+        }
+        for ((month, c), n) in other.first_purchases {
+            *self.first_purchases.entry((month, re(c))).or_default() += n;
+        }
+    }
+
+    fn number(&mut self, campaign: &str) -> u32 {
+        if let Some(n) = self.numbers.get(campaign) {
+            return *n;
+        }
+        let n = self.campaigns.len() as u32;
+        self.campaigns.push(campaign.to_string());
+        self.numbers.insert(campaign.to_string(), n);
+        n
+    }
 }
 
 /// The first day of the month of `day` (days since the epoch).
@@ -48,25 +88,35 @@ pub fn month_of(day: i32) -> i32 {
     (first - epoch).num_days() as i32
 }
 
-/// Credits the conversions of one bucket (only those dated in `dates`, when given, for
-/// `attribution` and `campaign_daily`; every identity's first purchase for `channel_cac`).
-pub fn credit_bucket(
-    b: &Bucket,
-    s: &Settings,
-    dates: Option<&BTreeSet<i32>>,
-    wanted: Wanted,
-    totals: &mut Totals,
-) {
+/// Credits every conversion of one bucket into `totals`.
+pub fn credit_bucket(b: &Bucket, s: &Settings, wanted: Wanted, totals: &mut Totals) {
     let n = b.event_us.len();
-    let identity = |i: usize| b.identity.is_valid(i).then(|| b.identity.value(i));
     let event_id = |i: usize| b.event_id.is_valid(i).then(|| b.event_id.value(i));
+    // Identities numbered in order of appearance (0: none), campaigns numbered once.
+    let mut identities: HashMap<&str, u32> = HashMap::new();
+    let person: Vec<u32> = (0..n)
+        .map(|i| {
+            if b.identity.is_null(i) {
+                return 0;
+            }
+            let next = identities.len() as u32 + 1;
+            *identities.entry(b.identity.value(i)).or_insert(next)
+        })
+        .collect();
+    let campaign_of: Vec<u32> = (0..n)
+        .map(|i| {
+            if b.campaign_id.is_valid(i) {
+                totals.number(b.campaign_id.value(i))
+            } else {
+                u32::MAX
+            }
+        })
+        .collect();
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_unstable_by(|&x, &y| {
-        (identity(x), b.event_us.value(x), event_id(x)).cmp(&(
-            identity(y),
-            b.event_us.value(y),
-            event_id(y),
-        ))
+        (person[x], b.event_us.value(x))
+            .cmp(&(person[y], b.event_us.value(y)))
+            .then_with(|| event_id(x).cmp(&event_id(y)))
     });
     let half_life_us = s.half_life_days * DAY_US as f64;
     let mut touches: Vec<usize> = Vec::new();
@@ -75,9 +125,9 @@ pub fn credit_bucket(
     let mut weights: Vec<Credit> = Vec::new();
     let mut start = 0;
     while start < n {
-        let who = identity(order[start]);
+        let who = person[order[start]];
         let mut end = start + 1;
-        while end < n && identity(order[end]) == who {
+        while end < n && person[order[end]] == who {
             end += 1;
         }
         touches.clear();
@@ -93,7 +143,7 @@ pub fn credit_bucket(
             previous = Some(this);
             if b.conversion.value(i) {
                 conversions.push(i);
-            } else if who.is_some() {
+            } else if who != 0 {
                 touches.push(i);
                 touch_us.push(b.event_us.value(i));
             }
@@ -108,7 +158,7 @@ pub fn credit_bucket(
                 0.0
             };
             // Touches in [us − window, us]; none without an identity.
-            let (lo, hi) = if who.is_some() {
+            let (lo, hi) = if who != 0 {
                 (
                     touch_us.partition_point(|&t| t < us.saturating_sub(s.window_us)),
                     touch_us.partition_point(|&t| t <= us),
@@ -116,16 +166,13 @@ pub fn credit_bucket(
             } else {
                 (0, 0)
             };
-            let campaign = |j: usize| b.campaign_id.value(touches[j]).to_string();
-            if wanted.first_purchases && k == 0 && who.is_some() {
+            let campaign = |j: usize| campaign_of[touches[j]];
+            if wanted.first_purchases && k == 0 && who != 0 {
                 let last = (hi > lo).then(|| campaign(hi - 1));
                 *totals
                     .first_purchases
                     .entry((month_of(day), last))
                     .or_default() += 1;
-            }
-            if dates.is_some_and(|d| !d.contains(&day)) {
-                continue;
             }
             if wanted.last_touch && hi > lo {
                 let e = totals

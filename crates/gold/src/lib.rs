@@ -476,19 +476,26 @@ async fn compute(
     let sql = match (model.builtin, &model.sql) {
         (Some(builtin), _) => {
             let totals = if nothing {
-                Totals::default()
+                Arc::new(Totals::default())
             } else {
-                credited(ctx, pipeline, run, opened, model, builtin, dates).await?
+                credited(ctx, pipeline, run, opened, model).await?
             };
+            let in_dates = |day: i32| dates.is_none_or(|d| d.contains(&day)) && !nothing;
             let channels = if builtin == Builtin::CampaignDaily {
                 HashMap::new()
             } else {
                 channels(ctx, table).await?
             };
             let (name, batch) = match builtin {
-                Builtin::Attribution => ("wide", wide_batch(&totals, &channels, &model.settings)?),
-                Builtin::CampaignDaily => ("conv", conv_batch(&totals)?),
-                Builtin::ChannelCac => ("customers", customers_batch(&totals, &channels, &model.settings)?),
+                Builtin::Attribution => (
+                    "wide",
+                    wide_batch(&totals, &channels, &model.settings, in_dates)?,
+                ),
+                Builtin::CampaignDaily => ("conv", conv_batch(&totals, in_dates)?),
+                Builtin::ChannelCac => (
+                    "customers",
+                    customers_batch(&totals, &channels, &model.settings)?,
+                ),
             };
             let mem = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(&err)?;
             ctx.register_table(name, Arc::new(mem)).map_err(&err)?;
@@ -868,17 +875,19 @@ fn plain_type(t: &DataType) -> DataType {
     }
 }
 
-/// The built-in model's totals: the touchpoint store brought up to date with the events
-/// input, then credited bucket by bucket.
+/// The credited totals of the built-in models: the touchpoint store brought up to date with
+/// the events input, then credited bucket by bucket, two buckets at a time. Every built-in
+/// model of a run reads the same totals (all dates, all three kinds), computed once per
+/// store version and settings.
 async fn credited(
     session: &SessionContext,
     pipeline: &Pipeline,
     run: &RunContext,
     opened: &Opened,
     model: &Model,
-    builtin: Builtin,
-    dates: Option<&BTreeSet<i32>>,
-) -> Result<Totals> {
+) -> Result<Arc<Totals>> {
+    type Cached = Option<(String, Arc<Totals>)>;
+    static CACHE: std::sync::Mutex<Cached> = std::sync::Mutex::new(None);
     let (name, events_ref, events) = opened
         .inputs
         .iter()
@@ -894,16 +903,49 @@ async fn credited(
         run,
     )
     .await?;
-    let wanted = Wanted {
-        attribution: builtin == Builtin::Attribution,
-        last_touch: builtin == Builtin::CampaignDaily,
-        first_purchases: builtin == Builtin::ChannelCac,
-    };
-    let mut totals = Totals::default();
-    for bucket in 0..touchpoints::BUCKETS {
-        let data = touchpoints::read_bucket(&store, bucket).await?;
-        credit::credit_bucket(&data, &model.settings, dates, wanted, &mut totals);
+    let key = format!(
+        "{} {:?} {:?}",
+        store.table_url(),
+        store.version(),
+        model.settings
+    );
+    if let Some((k, totals)) = CACHE.lock().expect("the cache lock").as_ref()
+        && *k == key
+    {
+        return Ok(totals.clone());
     }
+    let wanted = Wanted {
+        attribution: true,
+        last_touch: true,
+        first_purchases: true,
+    };
+    let started = Instant::now();
+    let mut parts = futures::stream::iter(0..touchpoints::BUCKETS)
+        .map(|bucket| {
+            let store = &store;
+            let settings = model.settings.clone();
+            async move {
+                let data = touchpoints::read_bucket(store, bucket).await?;
+                tokio::task::spawn_blocking(move || {
+                    let mut totals = Totals::default();
+                    credit::credit_bucket(&data, &settings, wanted, &mut totals);
+                    totals
+                })
+                .await
+                .map_err(|e| Error::Other(format!("crediting bucket {bucket}: {e}")))
+            }
+        })
+        .buffer_unordered(2);
+    let mut totals = Totals::default();
+    while let Some(part) = parts.next().await {
+        totals.merge(part?);
+    }
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        "touchpoints credited"
+    );
+    let totals = Arc::new(totals);
+    *CACHE.lock().expect("the cache lock") = Some((key, totals.clone()));
     Ok(totals)
 }
 
@@ -935,13 +977,16 @@ async fn channels(session: &SessionContext, table: &TableRef) -> Result<HashMap<
 
 /// The channel of a credited campaign (`None`: the direct channel).
 fn channel_of<'a>(
-    campaign: Option<&String>,
+    campaign: Option<u32>,
+    totals: &Totals,
     channels: &'a HashMap<String, String>,
     s: &'a Settings,
 ) -> &'a str {
     match campaign {
         None => &s.direct,
-        Some(c) => channels.get(c).map_or("unknown", String::as_str),
+        Some(c) => channels
+            .get(totals.campaign(c))
+            .map_or("unknown", String::as_str),
     }
 }
 
@@ -955,8 +1000,9 @@ fn wide_batch(
     totals: &Totals,
     channels: &HashMap<String, String>,
     s: &Settings,
+    in_dates: impl Fn(i32) -> bool,
 ) -> Result<RecordBatch> {
-    let mut keys: Vec<_> = totals.wide.keys().collect();
+    let mut keys: Vec<_> = totals.wide.keys().filter(|k| in_dates(k.0)).collect();
     keys.sort();
     let mut fields = vec![
         Field::new("date", DataType::Date32, true),
@@ -966,14 +1012,20 @@ fn wide_batch(
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(Date32Array::from_iter_values(keys.iter().map(|k| k.0))),
         Arc::new(StringArray::from_iter_values(
-            keys.iter().map(|k| channel_of(k.1.as_ref(), channels, s)),
+            keys.iter().map(|k| channel_of(k.1, totals, channels, s)),
         )),
-        Arc::new(StringArray::from_iter(keys.iter().map(|k| k.1.as_deref()))),
+        Arc::new(StringArray::from_iter(
+            keys.iter().map(|k| k.1.map(|c| totals.campaign(c))),
+        )),
     ];
     for (m, model) in medallion_config::AttributionModel::ALL.iter().enumerate() {
         let name = models::model_name(*model);
         for (k, prefix) in ["c", "r"].iter().enumerate() {
-            fields.push(Field::new(format!("{prefix}_{name}"), DataType::Float64, true));
+            fields.push(Field::new(
+                format!("{prefix}_{name}"),
+                DataType::Float64,
+                true,
+            ));
             columns.push(Arc::new(Float64Array::from_iter_values(
                 keys.iter().map(|key| totals.wide[*key][2 * m + k]),
             )));
@@ -983,8 +1035,8 @@ fn wide_batch(
 }
 
 /// `conv(date, campaign_id, conversions, revenue_usd)`: last-touch conversions.
-fn conv_batch(totals: &Totals) -> Result<RecordBatch> {
-    let mut keys: Vec<_> = totals.last_touch.keys().collect();
+fn conv_batch(totals: &Totals, in_dates: impl Fn(i32) -> bool) -> Result<RecordBatch> {
+    let mut keys: Vec<_> = totals.last_touch.keys().filter(|k| in_dates(k.0)).collect();
     keys.sort();
     batch_of(
         vec![
@@ -995,7 +1047,9 @@ fn conv_batch(totals: &Totals) -> Result<RecordBatch> {
         ],
         vec![
             Arc::new(Date32Array::from_iter_values(keys.iter().map(|k| k.0))),
-            Arc::new(StringArray::from_iter_values(keys.iter().map(|k| k.1.as_str()))),
+            Arc::new(StringArray::from_iter_values(
+                keys.iter().map(|k| totals.campaign(k.1)),
+            )),
             Arc::new(Int64Array::from_iter_values(
                 keys.iter().map(|k| totals.last_touch[*k].0),
             )),
@@ -1015,7 +1069,10 @@ fn customers_batch(
     let mut per_channel: BTreeMap<(i32, String), i64> = BTreeMap::new();
     for ((month, campaign), n) in &totals.first_purchases {
         *per_channel
-            .entry((*month, channel_of(campaign.as_ref(), channels, s).to_string()))
+            .entry((
+                *month,
+                channel_of(*campaign, totals, channels, s).to_string(),
+            ))
             .or_default() += n;
     }
     batch_of(
@@ -1025,7 +1082,9 @@ fn customers_batch(
             Field::new("new_customers", DataType::Int64, true),
         ],
         vec![
-            Arc::new(Date32Array::from_iter_values(per_channel.keys().map(|k| k.0))),
+            Arc::new(Date32Array::from_iter_values(
+                per_channel.keys().map(|k| k.0),
+            )),
             Arc::new(StringArray::from_iter_values(
                 per_channel.keys().map(|k| k.1.as_str()),
             )),

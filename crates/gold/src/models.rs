@@ -137,8 +137,7 @@ pub fn campaign_daily(dates: Option<&BTreeSet<i32>>) -> String {
 }
 
 /// The channel of each campaign: `campaign_id, channel`.
-pub const CHANNELS: &str =
-    "SELECT campaign_id, max(channel) AS channel FROM campaigns WHERE campaign_id IS NOT NULL GROUP BY campaign_id";
+pub const CHANNELS: &str = "SELECT campaign_id, max(channel) AS channel FROM campaigns WHERE campaign_id IS NOT NULL GROUP BY campaign_id";
 
 /// `channel_cac`: the new customers registered as `customers(month, channel,
 /// new_customers)`, fully outer-joined with spend per month and channel, and their ratio.

@@ -147,7 +147,10 @@ pub async fn sync(
     let mut write = async |batch: RecordBatch, writer: &mut RecordBatchWriter| -> Result<()> {
         if let Some(batch) = touchpoints(&batch, settings)? {
             rows += batch.num_rows() as u64;
-            writer.write(batch).await.map_err(|e| storage_error(&url, e))?;
+            writer
+                .write(batch)
+                .await
+                .map_err(|e| storage_error(&url, e))?;
             if writer.buffer_len() > FLUSH_BYTES {
                 adds.extend(writer.flush().await.map_err(|e| storage_error(&url, e))?);
             }
@@ -158,9 +161,13 @@ pub async fn sync(
         Some(files) => {
             let store_of_events = events.object_store();
             for (path, size) in files {
-                let mut batches =
-                    crate::changes::read_file(store_of_events.clone(), path, *size, &source_schema())
-                        .await?;
+                let mut batches = crate::changes::read_file(
+                    store_of_events.clone(),
+                    path,
+                    *size,
+                    &source_schema(),
+                )
+                .await?;
                 while let Some(batch) = batches.next().await {
                     write(batch?, &mut writer).await?;
                 }
@@ -176,7 +183,9 @@ pub async fn sync(
                 types.join(", ")
             );
             let err = |e: deltalake::datafusion::error::DataFusionError| {
-                Error::Other(format!("reading `{events_ref}` for the touchpoint store: {e}"))
+                Error::Other(format!(
+                    "reading `{events_ref}` for the touchpoint store: {e}"
+                ))
             };
             let mut stream = session
                 .sql(&sql)
@@ -229,7 +238,11 @@ pub async fn sync(
         ctx.commit_retries,
     )
     .await
-    .map_err(|e| Error::Storage(format!("commit to the touchpoint store failed: {e}; a re-run completes it")))?;
+    .map_err(|e| {
+        Error::Storage(format!(
+            "commit to the touchpoint store failed: {e}; a re-run completes it"
+        ))
+    })?;
     info!(events = %events_ref, rows, rebuild, "touchpoint store updated");
     let mut store = store;
     store.load().await.map_err(|e| storage_error(&url, e))?;
@@ -238,7 +251,11 @@ pub async fn sync(
 
 /// The data files added by commits `after + 1 ..= upto`, or `None` when a commit also
 /// removed data (the table was rewritten) or is no longer in the log.
-async fn added_files(table: &DeltaTable, after: i64, upto: i64) -> Result<Option<Vec<(String, u64)>>> {
+async fn added_files(
+    table: &DeltaTable,
+    after: i64,
+    upto: i64,
+) -> Result<Option<Vec<(String, u64)>>> {
     let log = table.log_store();
     let mut out = Vec::new();
     for version in (after + 1).max(0)..=upto {
@@ -303,7 +320,11 @@ fn touchpoints(batch: &RecordBatch, s: &Settings) -> Result<Option<RecordBatch>>
         return Ok(None);
     }
     let buckets: Int32Array = (0..batch.num_rows())
-        .map(|row| Some(bucket_of(identity.is_valid(row).then(|| identity.value(row)))))
+        .map(|row| {
+            Some(bucket_of(
+                identity.is_valid(row).then(|| identity.value(row)),
+            ))
+        })
         .collect();
     let full = RecordBatch::try_new(
         schema(),
@@ -361,7 +382,11 @@ pub async fn read_bucket(store: &DeltaTable, bucket: i32) -> Result<Bucket> {
     }
     let all = deltalake::arrow::compute::concat_batches(&wanted, &batches)
         .map_err(|e| Error::Other(e.to_string()))?;
-    let col = |name: &str| all.column_by_name(name).expect("the store's column").clone();
+    let col = |name: &str| {
+        all.column_by_name(name)
+            .expect("the store's column")
+            .clone()
+    };
     Ok(Bucket {
         identity: col(IDENTITY).as_string::<i32>().clone(),
         event_id: col(EVENT_ID).as_string::<i32>().clone(),
