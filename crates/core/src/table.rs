@@ -157,3 +157,77 @@ pub fn arrow_schema(table: &DeltaTable) -> Result<ArrowSchema> {
         .try_into_arrow()
         .map_err(|e| Error::Other(format!("schema of {}: {e}", redacted(table.table_url()))))
 }
+
+/// The actions of commit `version` of `table`, each a JSON object as written in the log
+/// (`{"add": {...}}`, `{"remove": {...}}`, …), or `None` when the commit is no longer in the
+/// log (log retention).
+pub async fn commit_actions(table: &DeltaTable, version: i64) -> Result<Option<Vec<Value>>> {
+    let Some(bytes) = table
+        .log_store()
+        .read_commit_entry(version as u64)
+        .await
+        .map_err(|e| storage_error(table.table_url(), e))?
+    else {
+        return Ok(None);
+    };
+    bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            serde_json::from_slice(line).map_err(|e| {
+                Error::Other(format!(
+                    "commit {version} of {}: {e}",
+                    redacted(table.table_url())
+                ))
+            })
+        })
+        .collect::<Result<Vec<Value>>>()
+        .map(Some)
+}
+
+/// Whether a log action changes data (`dataChange` absent or true).
+pub fn changes_data(action: &Value) -> bool {
+    action.get("dataChange").and_then(Value::as_bool) != Some(false)
+}
+
+/// What [`removals`] knows of a data file.
+#[derive(Debug)]
+pub struct FileFacts {
+    /// The file's statistics (JSON), if written.
+    pub stats: Option<String>,
+    /// Its partition values.
+    pub partition: HashMap<String, Option<String>>,
+}
+
+/// Removal actions for the table's current files that `keep` selects.
+pub fn removals(
+    table: &DeltaTable,
+    keep: impl Fn(&FileFacts) -> bool,
+) -> Result<Vec<deltalake::kernel::Remove>> {
+    let snapshot = table.snapshot().map_err(|e| Error::Other(e.to_string()))?;
+    let now = chrono::Utc::now().timestamp_millis();
+    Ok(snapshot
+        .log_data()
+        .iter()
+        .filter_map(|f| {
+            let partition: HashMap<String, Option<String>> =
+                f.partition_values_map().into_iter().collect();
+            let facts = FileFacts {
+                stats: f.stats(),
+                partition,
+            };
+            keep(&facts).then(|| deltalake::kernel::Remove {
+                path: f.path().to_string(),
+                data_change: true,
+                deletion_timestamp: Some(now),
+                extended_file_metadata: Some(true),
+                partition_values: Some(f.partition_values_map()),
+                size: Some(f.size()),
+                tags: None,
+                deletion_vector: None,
+                base_row_id: None,
+                default_row_commit_version: None,
+            })
+        })
+        .collect())
+}

@@ -20,7 +20,7 @@ use deltalake::parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask}
 use deltalake::{ObjectStore, Path};
 use futures::StreamExt;
 use medallion_core::parquet::StoreReader;
-use medallion_core::table::storage_error;
+use medallion_core::table::{changes_data, commit_actions};
 use medallion_core::{Error, Result};
 use serde_json::Value;
 
@@ -80,7 +80,8 @@ struct FileChange {
     added: bool,
 }
 
-/// The dates touched by the commits `after + 1 ..= upto` of `table`.
+/// The dates touched by the commits `after + 1 ..= upto` of `table`. The answer is kept
+/// for the process: the Gold tables of one run reading the same input ask the same question.
 pub async fn changed_dates(
     table: &DeltaTable,
     after: i64,
@@ -90,27 +91,43 @@ pub async fn changed_dates(
     if upto <= after || matches!(impact, Impact::None) {
         return Ok(Dates::none());
     }
-    let log = table.log_store();
+    type Answers = std::sync::Mutex<Vec<(String, Dates)>>;
+    static ANSWERS: Answers = std::sync::Mutex::new(Vec::new());
+    let question = format!("{} {after} {upto} {impact:?}", table.table_url());
+    if let Some((_, dates)) = ANSWERS
+        .lock()
+        .expect("the answers lock")
+        .iter()
+        .find(|(q, _)| *q == question)
+    {
+        return Ok(dates.clone());
+    }
+    let dates = read_changed_dates(table, after, upto, impact).await?;
+    ANSWERS
+        .lock()
+        .expect("the answers lock")
+        .push((question, dates.clone()));
+    Ok(dates)
+}
+
+async fn read_changed_dates(
+    table: &DeltaTable,
+    after: i64,
+    upto: i64,
+    impact: &Impact,
+) -> Result<Dates> {
     let mut files = Vec::new();
     for version in (after + 1).max(0)..=upto {
-        let bytes = log
-            .read_commit_entry(version as u64)
-            .await
-            .map_err(|e| storage_error(table.table_url(), e))?;
-        let Some(bytes) = bytes else {
+        let Some(actions) = commit_actions(table, version).await? else {
             return Ok(Dates::All(format!(
                 "commit {version} of the input is no longer in its log"
             )));
         };
-        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let action: Value = serde_json::from_slice(line).map_err(|e| {
-                Error::Other(format!("commit {version} of {}: {e}", table.table_url()))
-            })?;
+        for action in actions {
             for (kind, added) in [("add", true), ("remove", false)] {
-                let Some(a) = action.get(kind) else { continue };
-                if a.get("dataChange").and_then(Value::as_bool) == Some(false) {
+                let Some(a) = action.get(kind).filter(|a| changes_data(a)) else {
                     continue;
-                }
+                };
                 let partition = a
                     .get("partitionValues")
                     .and_then(Value::as_object)

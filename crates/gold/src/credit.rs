@@ -7,6 +7,7 @@
 //! `campaign_daily`, first purchases per (month, campaign) for `channel_cac`.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use deltalake::arrow::array::Array;
 
@@ -16,6 +17,48 @@ use crate::touchpoints::Bucket;
 /// Models in the order of the weights: first_touch, last_touch, linear, time_decay,
 /// position_based.
 pub const MODELS: usize = 5;
+
+/// A multiply-rotate hasher for the small keys of the totals (numbers and short strings):
+/// the standard SipHash costs more than the crediting around it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Mix(u64);
+
+impl Hasher for Mix {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_i32(&mut self, i: i32) {
+        self.write_u64(i as u32 as u64);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+}
+
+/// Maps keyed with [`Mix`].
+pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Mix>>;
 
 /// What the models need from the crediting.
 #[derive(Debug, Clone, Copy, Default)]
@@ -33,14 +76,14 @@ pub type Credit = [f64; 2 * MODELS];
 #[derive(Debug, Default)]
 pub struct Totals {
     /// `attribution`: per (conversion date, campaign).
-    pub wide: HashMap<(i32, Option<u32>), Credit>,
+    pub wide: FastMap<(i32, Option<u32>), Credit>,
     /// `campaign_daily`: last-touch conversions and revenue per (conversion date, campaign).
-    pub last_touch: HashMap<(i32, u32), (i64, f64)>,
+    pub last_touch: FastMap<(i32, u32), (i64, f64)>,
     /// `channel_cac`: identities by the month of their first purchase (first day, days since
     /// the epoch) and its last-touch campaign.
-    pub first_purchases: HashMap<(i32, Option<u32>), i64>,
+    pub first_purchases: FastMap<(i32, Option<u32>), i64>,
     campaigns: Vec<String>,
-    numbers: HashMap<String, u32>,
+    numbers: FastMap<String, u32>,
 }
 
 impl Totals {
@@ -92,24 +135,27 @@ pub fn month_of(day: i32) -> i32 {
 pub fn credit_bucket(b: &Bucket, s: &Settings, wanted: Wanted, totals: &mut Totals) {
     let n = b.event_us.len();
     let event_id = |i: usize| b.event_id.is_valid(i).then(|| b.event_id.value(i));
-    // Identities numbered in order of appearance (0: none), campaigns numbered once.
-    let mut identities: HashMap<&str, u32> = HashMap::new();
+    // Identities numbered in order of appearance (0: none) by their 128-bit fingerprint;
+    // campaigns (of touches) numbered once per distinct value.
+    let mut identities: FastMap<u128, u32> = FastMap::default();
     let person: Vec<u32> = (0..n)
         .map(|i| {
             if b.identity.is_null(i) {
                 return 0;
             }
             let next = identities.len() as u32 + 1;
-            *identities.entry(b.identity.value(i)).or_insert(next)
+            let print = twox_hash::XxHash3_128::oneshot(b.identity.value(i).as_bytes());
+            *identities.entry(print).or_insert(next)
         })
         .collect();
+    let mut local: FastMap<&str, u32> = FastMap::default();
     let campaign_of: Vec<u32> = (0..n)
         .map(|i| {
-            if b.campaign_id.is_valid(i) {
-                totals.number(b.campaign_id.value(i))
-            } else {
-                u32::MAX
+            if b.conversion.value(i) || b.campaign_id.is_null(i) {
+                return u32::MAX;
             }
+            let c = b.campaign_id.value(i);
+            *local.entry(c).or_insert_with(|| totals.number(c))
         })
         .collect();
     let mut order: Vec<usize> = (0..n).collect();

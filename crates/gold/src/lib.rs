@@ -34,7 +34,7 @@ use deltalake::arrow::row::{RowConverter, SortField};
 use deltalake::datafusion::catalog::MemorySchemaProvider;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
-use deltalake::kernel::{Action, MetadataExt, Remove, Transaction};
+use deltalake::kernel::{Action, MetadataExt, Transaction};
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
@@ -43,7 +43,7 @@ use futures::StreamExt;
 use medallion_config::{Builtin, GoldTable, Layer, Materialized, TableRef};
 use medallion_core::faults::crash_point;
 use medallion_core::table::{
-    arrow_schema, commit, kernel_schema, open_existing, open_or_create, storage_error,
+    arrow_schema, commit, kernel_schema, open_existing, open_or_create, removals, storage_error,
     table_properties, transaction_version,
 };
 use medallion_core::{Error, Pipeline, Result, RunContext};
@@ -667,11 +667,11 @@ pub async fn run(
 
     // One commit: the replaced files out, the new ones in, the inputs' versions recorded.
     let removes = match dates {
-        None => files_where(&gold, |_| true)?,
+        None => removals(&gold, |_| true)?,
         Some(d) => {
             let column = model.date_column.clone().unwrap_or_default();
-            files_where(&gold, |partition| {
-                partition
+            removals(&gold, |file| {
+                file.partition
                     .get(&column)
                     .cloned()
                     .flatten()
@@ -746,35 +746,6 @@ pub async fn run(
     metrics.seconds = started.elapsed().as_secs_f64();
     info!(table = %table, version, rows = metrics.rows_written, mode = %metrics.mode, "committed");
     Ok(())
-}
-
-/// Files of the table whose partition values satisfy `keep`, as removals.
-pub(crate) fn files_where(
-    table: &DeltaTable,
-    keep: impl Fn(&HashMap<String, Option<String>>) -> bool,
-) -> Result<Vec<Remove>> {
-    let snapshot = table.snapshot().map_err(|e| Error::Other(e.to_string()))?;
-    let now = chrono::Utc::now().timestamp_millis();
-    Ok(snapshot
-        .log_data()
-        .iter()
-        .filter_map(|f| {
-            let partition: HashMap<String, Option<String>> =
-                f.partition_values_map().into_iter().collect();
-            keep(&partition).then(|| Remove {
-                path: f.path().to_string(),
-                data_change: true,
-                deletion_timestamp: Some(now),
-                extended_file_metadata: Some(true),
-                partition_values: Some(f.partition_values_map()),
-                size: Some(f.size()),
-                tags: None,
-                deletion_vector: None,
-                base_row_id: None,
-                default_row_commit_version: None,
-            })
-        })
-        .collect())
 }
 
 /// Checks that no two written rows share a key.

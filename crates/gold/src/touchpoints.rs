@@ -28,10 +28,11 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use futures::StreamExt;
 use medallion_config::TableRef;
 use medallion_core::table::{
-    commit, open_existing, open_or_create, storage_error, table_properties, transaction_version,
+    changes_data, commit, commit_actions, open_existing, open_or_create, storage_error,
+    table_properties, transaction_version,
 };
 use medallion_core::{Error, Pipeline, Result, RunContext};
-use serde_json::{Value, json};
+use serde_json::json;
 use tracing::info;
 
 use crate::models::{Settings, literal};
@@ -203,7 +204,7 @@ pub async fn sync(
     let mut actions: Vec<Action> = Vec::new();
     if rebuild {
         actions.extend(
-            crate::files_where(&store, |_| true)?
+            medallion_core::table::removals(&store, |_| true)?
                 .into_iter()
                 .map(Action::Remove),
         );
@@ -256,26 +257,16 @@ async fn added_files(
     after: i64,
     upto: i64,
 ) -> Result<Option<Vec<(String, u64)>>> {
-    let log = table.log_store();
     let mut out = Vec::new();
     for version in (after + 1).max(0)..=upto {
-        let Some(bytes) = log
-            .read_commit_entry(version as u64)
-            .await
-            .map_err(|e| storage_error(table.table_url(), e))?
-        else {
+        let Some(actions) = commit_actions(table, version).await? else {
             return Ok(None);
         };
-        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let action: Value = serde_json::from_slice(line).map_err(|e| {
-                Error::Other(format!("commit {version} of {}: {e}", table.table_url()))
-            })?;
-            let data_change =
-                |a: &Value| a.get("dataChange").and_then(Value::as_bool) != Some(false);
-            if action.get("remove").is_some_and(data_change) {
+        for action in actions {
+            if action.get("remove").is_some_and(changes_data) {
                 return Ok(None);
             }
-            if let Some(add) = action.get("add").filter(|a| data_change(a)) {
+            if let Some(add) = action.get("add").filter(|a| changes_data(a)) {
                 out.push((
                     add["path"].as_str().unwrap_or_default().to_string(),
                     add["size"].as_u64().unwrap_or_default(),

@@ -13,7 +13,7 @@ use deltalake::{DeltaTable, ObjectStore, Path};
 use futures::{Stream, StreamExt, TryStreamExt};
 use medallion_core::columns::{SOURCE_FILE, SOURCE_LINE};
 use medallion_core::parquet::StoreReader;
-use medallion_core::table::storage_error;
+use medallion_core::table::{changes_data, commit_actions};
 use medallion_core::{Error, Result};
 use serde_json::Value;
 
@@ -43,30 +43,19 @@ pub struct BronzeFile {
 /// The files added by Bronze commits `after + 1 ..= upto`, in ingestion order. Files a
 /// commit adds without changing data (a compaction) are not new rows and are skipped.
 pub async fn files(table: &DeltaTable, after: i64, upto: i64) -> Result<Vec<BronzeFile>> {
-    let log = table.log_store();
     let mut out = Vec::new();
     for version in (after + 1).max(0)..=upto {
-        let bytes = log
-            .read_commit_entry(version as u64)
-            .await
-            .map_err(|e| storage_error(table.table_url(), e))?
-            .ok_or_else(|| {
-                Error::Other(format!(
-                    "commit {version} of {} is no longer in its Delta log (log retention): \
-                     run with --full-refresh to rebuild from the table as it is",
-                    table.table_url()
-                ))
-            })?;
-        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let action: Value = serde_json::from_slice(line).map_err(|e| {
-                Error::Other(format!("commit {version} of {}: {e}", table.table_url()))
-            })?;
-            let Some(add) = action.get("add") else {
+        let actions = commit_actions(table, version).await?.ok_or_else(|| {
+            Error::Other(format!(
+                "commit {version} of {} is no longer in its Delta log (log retention): \
+                 run with --full-refresh to rebuild from the table as it is",
+                table.table_url()
+            ))
+        })?;
+        for action in actions {
+            let Some(add) = action.get("add").filter(|a| changes_data(a)) else {
                 continue;
             };
-            if add.get("dataChange").and_then(Value::as_bool) == Some(false) {
-                continue;
-            }
             let stats: Value = add
                 .get("stats")
                 .and_then(Value::as_str)

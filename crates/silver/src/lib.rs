@@ -44,7 +44,7 @@ use medallion_config::{Action as RuleAction, Keep, Layer, SchemaEvolution, Silve
 use medallion_core::columns::{INGESTED_AT, RUN_ID, SOURCE_FILE, SOURCE_LINE, utc_timestamp};
 use medallion_core::faults::crash_point;
 use medallion_core::table::{
-    arrow_schema, commit, kernel_schema, open_existing, open_or_create, storage_error,
+    arrow_schema, commit, kernel_schema, open_existing, open_or_create, removals, storage_error,
     table_properties, transaction_version,
 };
 use medallion_core::{Error, Pipeline, Result, RunContext};
@@ -1143,41 +1143,21 @@ fn metadata_for(table: &DeltaTable, schema: &SchemaRef) -> Result<Option<Action>
 
 /// Remove actions for every file of the table.
 fn all_files(table: &DeltaTable) -> Result<Vec<Remove>> {
-    files_where(table, |_| true)
+    removals(table, |_| true)
 }
 
 /// Files of a quarantine or key index written by a run that did not commit Silver (their
 /// `_silver_version` is above the table's), or every file when rebuilding.
 fn leftovers(table: &DeltaTable, silver_version: i64, rebuild: bool) -> Result<Vec<Remove>> {
-    files_where(table, |stats| {
+    removals(table, |file| {
         rebuild
-            || stats
+            || file
+                .stats
+                .as_deref()
                 .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
                 .and_then(|s| s["maxValues"][SILVER_VERSION].as_i64())
                 .is_some_and(|v| v > silver_version)
     })
-}
-
-fn files_where(table: &DeltaTable, keep: impl Fn(Option<String>) -> bool) -> Result<Vec<Remove>> {
-    let snapshot = table.snapshot().map_err(|e| Error::Other(e.to_string()))?;
-    let now = chrono::Utc::now().timestamp_millis();
-    Ok(snapshot
-        .log_data()
-        .iter()
-        .filter(|f| keep(f.stats()))
-        .map(|f| Remove {
-            path: f.path().to_string(),
-            data_change: true,
-            deletion_timestamp: Some(now),
-            extended_file_metadata: Some(true),
-            partition_values: Some(f.partition_values_map()),
-            size: Some(f.size()),
-            tags: None,
-            deletion_vector: None,
-            base_row_id: None,
-            default_row_commit_version: None,
-        })
-        .collect())
 }
 
 /// A lookup's ambiguous values and how often each was met.
