@@ -1154,7 +1154,7 @@ fn leftovers(table: &DeltaTable, silver_version: i64, rebuild: bool) -> Result<V
             || file
                 .stats
                 .as_deref()
-                .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
                 .and_then(|s| s["maxValues"][SILVER_VERSION].as_i64())
                 .is_some_and(|v| v > silver_version)
     })
