@@ -158,12 +158,30 @@ pub fn credit_bucket(b: &Bucket, s: &Settings, wanted: Wanted, totals: &mut Tota
             *local.entry(c).or_insert_with(|| totals.number(c))
         })
         .collect();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_unstable_by(|&x, &y| {
-        (person[x], b.event_us.value(x))
-            .cmp(&(person[y], b.event_us.value(y)))
-            .then_with(|| event_id(x).cmp(&event_id(y)))
-    });
+    // Rows grouped by identity with a counting sort, then each (small) group ordered by
+    // (time, event id).
+    let people = identities.len() + 1;
+    let mut starts = vec![0usize; people + 1];
+    for &p in &person {
+        starts[p as usize + 1] += 1;
+    }
+    for p in 0..people {
+        starts[p + 1] += starts[p];
+    }
+    let mut next = starts.clone();
+    let mut order = vec![0usize; n];
+    for (i, &p) in person.iter().enumerate() {
+        order[next[p as usize]] = i;
+        next[p as usize] += 1;
+    }
+    for p in 0..people {
+        order[starts[p]..starts[p + 1]].sort_unstable_by(|&x, &y| {
+            b.event_us
+                .value(x)
+                .cmp(&b.event_us.value(y))
+                .then_with(|| event_id(x).cmp(&event_id(y)))
+        });
+    }
     let half_life_us = s.half_life_days * DAY_US as f64;
     let mut touches: Vec<usize> = Vec::new();
     let mut touch_us: Vec<i64> = Vec::new();
