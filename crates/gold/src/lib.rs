@@ -896,10 +896,19 @@ async fn credited(
             let store = &store;
             let settings = model.settings.clone();
             async move {
+                let t = Instant::now();
                 let data = touchpoints::read_bucket(store, bucket).await?;
+                let read = t.elapsed().as_secs_f64();
                 tokio::task::spawn_blocking(move || {
+                    let t = Instant::now();
                     let mut totals = Totals::default();
                     credit::credit_bucket(&data, &settings, wanted, &mut totals);
+                    tracing::trace!(
+                        bucket,
+                        read,
+                        credit = t.elapsed().as_secs_f64(),
+                        "bucket credited"
+                    );
                     totals
                 })
                 .await

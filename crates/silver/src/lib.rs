@@ -651,6 +651,9 @@ pub async fn run(
     // Keys already in Silver: only those the batch carries, from the buckets it touches.
     let store = bronze.object_store();
     let mut seen = KeySet::default();
+    // A small batch's computed rows are kept from the first pass for the second, instead of
+    // being computed again.
+    let mut kept: Option<Vec<(RecordBatch, Applied, Ambiguous)>> = None;
     if let (Some(index), false) = (index.as_ref(), rebuild) {
         let mut wanted = KeySet::default();
         let mut stream = computed(
@@ -659,13 +662,24 @@ pub async fn run(
             input_schema.clone(),
             transform.clone(),
         );
+        let mut keeping = Some(Vec::new());
+        let mut kept_bytes = 0usize;
         while let Some(next) = stream.next().await {
-            let (_, applied, _) = next?;
+            let (batch, applied, ambiguous) = next?;
             let keep = kept_rows(&transform, &applied);
             let rows = filter_record_batch(&applied.rows, &keep)
                 .map_err(|e| Error::Other(e.to_string()))?;
             wanted.extend(keys::fingerprints(&rows, &transform.key)?);
+            if let Some(items) = keeping.as_mut() {
+                kept_bytes += batch.get_array_memory_size() + applied.rows.get_array_memory_size();
+                if kept_bytes > KEEP_COMPUTED_BYTES {
+                    keeping = None;
+                } else {
+                    items.push((batch, applied, ambiguous));
+                }
+            }
         }
+        kept = keeping;
         seen = keys::probe(&session, index, &wanted, silver_version).await?;
         info!(table = %table, batch_keys = wanted.len(), already_in_silver = seen.len(), "key index probed");
     }
@@ -711,12 +725,15 @@ pub async fn run(
         ctx.started_at.timestamp_micros(),
         next_version,
     );
-    let mut stream = computed(
-        store.clone(),
-        files.clone(),
-        input_schema.clone(),
-        transform.clone(),
-    );
+    let mut stream: Computed = match kept {
+        Some(items) => Box::pin(futures::stream::iter(items.into_iter().map(Ok))),
+        None => computed(
+            store.clone(),
+            files.clone(),
+            input_schema.clone(),
+            transform.clone(),
+        ),
+    };
     let drift_fail = def.schema_evolution == SchemaEvolution::Fail;
     while let Some(next) = stream.next().await {
         let (batch, applied, ambiguous) = next?;
@@ -1159,6 +1176,10 @@ fn leftovers(table: &DeltaTable, silver_version: i64, rebuild: bool) -> Result<V
                 .is_some_and(|v| v > silver_version)
     })
 }
+
+/// Computed rows (with their Bronze batches) kept from the key pass for the writing pass, at
+/// most: an incremental batch of about 200k events.
+const KEEP_COMPUTED_BYTES: usize = 256 << 20;
 
 /// A lookup's ambiguous values and how often each was met.
 type Ambiguous = BTreeMap<String, BTreeMap<String, u64>>;

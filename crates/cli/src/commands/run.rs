@@ -63,6 +63,9 @@ pub fn run(
         logged?;
         // Silver tables in dependency order (dimensions before the tables that look them
         // up); the first failure stops the run, and is recorded.
+        // The run log gets one commit per layer, failures included.
+        let mut records = Vec::new();
+        let mut failed = None;
         for table in tables.iter().filter(|t| t.layer == Layer::Silver) {
             let span = tracing::info_span!("table", run_id = %ctx.run_id, table = %table);
             let started = chrono::Utc::now();
@@ -70,12 +73,25 @@ pub fn run(
             let outcome = medallion_silver::run(&pipeline, table, &ctx, options, &mut metrics)
                 .instrument(span)
                 .await;
-            let record = silver_record(&pipeline, &ctx, table, started, &metrics, &outcome);
-            medallion_core::runlog::append(&pipeline, &ctx, &[record]).await?;
+            records.push(silver_record(
+                &pipeline, &ctx, table, started, &metrics, &outcome,
+            ));
             silver.push(metrics);
-            outcome?;
+            if let Err(e) = outcome {
+                failed = Some(e);
+                break;
+            }
+        }
+        if !records.is_empty() {
+            let logged = medallion_core::runlog::append(&pipeline, &ctx, &records).await;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            logged?;
         }
         // Gold tables in dependency order (a model reading another after it).
+        let mut records = Vec::new();
+        let mut failed = None;
         for table in tables.iter().filter(|t| t.layer == Layer::Gold) {
             let span = tracing::info_span!("table", run_id = %ctx.run_id, table = %table);
             let started = chrono::Utc::now();
@@ -83,10 +99,21 @@ pub fn run(
             let outcome = medallion_gold::run(&pipeline, table, &ctx, gold_options, &mut metrics)
                 .instrument(span)
                 .await;
-            let record = gold_record(&pipeline, &ctx, table, started, &metrics, &outcome);
-            medallion_core::runlog::append(&pipeline, &ctx, &[record]).await?;
+            records.push(gold_record(
+                &pipeline, &ctx, table, started, &metrics, &outcome,
+            ));
             gold.push(metrics);
-            outcome?;
+            if let Err(e) = outcome {
+                failed = Some(e);
+                break;
+            }
+        }
+        if !records.is_empty() {
+            let logged = medallion_core::runlog::append(&pipeline, &ctx, &records).await;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            logged?;
         }
         Ok(())
     });
