@@ -23,6 +23,9 @@ use deltalake::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef}
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::{Action, Transaction};
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use futures::StreamExt;
@@ -49,7 +52,7 @@ pub const CAMPAIGN_ID: &str = "campaign_id";
 pub const REVENUE_USD: &str = "revenue_usd";
 
 /// Encoded bytes after which the writer closes its files.
-const FLUSH_BYTES: usize = 32 << 20;
+const FLUSH_BYTES: usize = 128 << 20;
 
 /// The store's columns.
 pub fn schema() -> SchemaRef {
@@ -142,7 +145,14 @@ pub async fn sync(
             .await?
         }
     };
-    let mut writer = RecordBatchWriter::for_table(&store).map_err(|e| storage_error(&url, e))?;
+    // Event ids are unique: no dictionary for them. A rebuild writes one file per bucket.
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_column_dictionary_enabled(ColumnPath::from(EVENT_ID), false)
+        .build();
+    let mut writer = RecordBatchWriter::for_table(&store)
+        .map_err(|e| storage_error(&url, e))?
+        .with_writer_properties(properties);
     let mut adds = Vec::new();
     let mut rows = 0u64;
     let mut write = async |batch: RecordBatch, writer: &mut RecordBatchWriter| -> Result<()> {
