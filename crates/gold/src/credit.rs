@@ -60,14 +60,6 @@ impl Hasher for Mix {
 /// Maps keyed with [`Mix`].
 pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Mix>>;
 
-/// What the models need from the crediting.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Wanted {
-    pub attribution: bool,
-    pub last_touch: bool,
-    pub first_purchases: bool,
-}
-
 /// Credited conversions and revenue per model (`[c0, r0, c1, r1, …]`).
 pub type Credit = [f64; 2 * MODELS];
 
@@ -132,7 +124,7 @@ pub fn month_of(day: i32) -> i32 {
 }
 
 /// Credits every conversion of one bucket into `totals`.
-pub fn credit_bucket(b: &Bucket, s: &Settings, wanted: Wanted, totals: &mut Totals) {
+pub fn credit_bucket(b: &Bucket, s: &Settings, totals: &mut Totals) {
     let n = b.event_us.len();
     let event_id = |i: usize| b.event_id.is_valid(i).then(|| b.event_id.value(i));
     // Identities numbered in order of appearance (0: none) by their 128-bit fingerprint;
@@ -231,23 +223,20 @@ pub fn credit_bucket(b: &Bucket, s: &Settings, wanted: Wanted, totals: &mut Tota
                 (0, 0)
             };
             let campaign = |j: usize| campaign_of[touches[j]];
-            if wanted.first_purchases && k == 0 && who != 0 {
+            if k == 0 && who != 0 {
                 let last = (hi > lo).then(|| campaign(hi - 1));
                 *totals
                     .first_purchases
                     .entry((month_of(day), last))
                     .or_default() += 1;
             }
-            if wanted.last_touch && hi > lo {
+            if hi > lo {
                 let e = totals
                     .last_touch
                     .entry((day, campaign(hi - 1)))
                     .or_default();
                 e.0 += 1;
                 e.1 += revenue;
-            }
-            if !wanted.attribution {
-                continue;
             }
             if hi == lo {
                 let e = totals.wide.entry((day, None)).or_insert([0.0; 2 * MODELS]);

@@ -52,7 +52,7 @@ use serde_json::json;
 use tracing::info;
 
 use crate::changes::{Dates, Impact};
-use crate::credit::{Totals, Wanted};
+use crate::credit::Totals;
 use crate::models::Settings;
 
 /// How a run treats the table's history.
@@ -549,7 +549,15 @@ pub async fn run(
         ..GoldMetrics::default()
     };
     let opened = open(pipeline, table, &model).await?;
-    let work = decide(table, &model, &opened, options, metrics).await?;
+    let work = match decide(table, &model, &opened, options, metrics).await {
+        Ok(work) => work,
+        Err(e @ Error::Usage(_)) => {
+            metrics.mode = "refused".into();
+            metrics.reason = Some(e.to_string());
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     describe(&work, metrics);
     if let Work::UpToDate = work {
         metrics.version = opened.existing.as_ref().and_then(DeltaTable::version);
@@ -885,11 +893,6 @@ async fn credited(
     {
         return Ok(totals.clone());
     }
-    let wanted = Wanted {
-        attribution: true,
-        last_touch: true,
-        first_purchases: true,
-    };
     let started = Instant::now();
     let mut parts = futures::stream::iter(0..touchpoints::BUCKETS)
         .map(|bucket| {
@@ -902,7 +905,7 @@ async fn credited(
                 tokio::task::spawn_blocking(move || {
                     let t = Instant::now();
                     let mut totals = Totals::default();
-                    credit::credit_bucket(&data, &settings, wanted, &mut totals);
+                    credit::credit_bucket(&data, &settings, &mut totals);
                     tracing::trace!(
                         bucket,
                         read,
