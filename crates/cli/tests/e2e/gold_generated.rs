@@ -1268,3 +1268,53 @@ fn gold_generated_validate_quoted_multiline_sql_error_on_its_second_line() {
          FROM FROM silver.events\n      GROUP BY event_date\"\n    key: [date]\n",
     );
 }
+
+/// A campaign whose `utm_campaign` changes restates Silver events (rebuilt from Bronze): the
+/// touchpoint store is rebuilt from the rewritten table, and Gold equals a fresh lake.
+#[test]
+fn gold_generated_restated_silver_rebuilds_the_touchpoints_and_equals_a_fresh_lake() {
+    let tmp = tempfile::tempdir().unwrap();
+    let all = generate(tmp.path(), 20_000, 5_000, 5);
+    let landing = tmp.path().join("landing");
+    let names: Vec<String> = all.keys().cloned().collect();
+    land(&landing, &all, &names);
+    let lake = Lake::new(tmp.path().join("incremental"), &landing);
+    lake.run(&[], 0);
+    let before = lake.snapshot(&SHIPPED);
+
+    // Campaign 1002 is re-sent with another utm_campaign: touches carrying the old value in
+    // their URL no longer resolve to it.
+    let campaigns = String::from_utf8(all["campaigns/campaigns.csv"].clone()).unwrap();
+    let mut lines = campaigns.lines();
+    let header = lines.next().unwrap();
+    let row = lines
+        .find(|l| l.starts_with("1002,"))
+        .expect("campaign 1002");
+    let changed = row.replace("back_to_school_ig", "back_to_school_ig_v2");
+    assert_ne!(row, changed, "{row}");
+    let restated = landing.join("campaigns/zz-restated.csv");
+    std::fs::write(&restated, format!("{header}\n{changed}\n")).unwrap();
+
+    let (report, _) = lake.run(&[], 0);
+    let events = report["silver"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "silver.events")
+        .unwrap();
+    assert_eq!(events["mode"], "rebuild", "{events}");
+    let after = lake.snapshot(&SHIPPED);
+    assert_ne!(
+        after[0], before[0],
+        "the restatement changed no attribution row"
+    );
+
+    let fresh = Lake::new(tmp.path().join("fresh"), &landing);
+    fresh.run(&[], 0);
+    assert_same_tables(
+        &SHIPPED,
+        &after,
+        &fresh.snapshot(&SHIPPED),
+        "after a Silver restatement vs a fresh lake",
+    );
+}
