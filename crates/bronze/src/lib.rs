@@ -158,10 +158,7 @@ fn source_of<'a>(pipeline: &'a Pipeline, table: &TableRef) -> Result<(String, &'
         .ok_or_else(|| Error::Usage(format!("`{table}` has no source")))?;
     let source = pipeline
         .config
-        .sources
-        .iter()
-        .find(|(k, _)| k.value == *name)
-        .map(|(_, s)| s)
+        .source(name)
         .ok_or_else(|| Error::Usage(format!("source `{name}` of `{table}` is not declared")))?;
     Ok((name.as_str().to_string(), source))
 }

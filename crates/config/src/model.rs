@@ -44,6 +44,32 @@ pub struct Config {
     pub lineage: Lineage,
 }
 
+impl Config {
+    /// The source named `name`.
+    pub fn source(&self, name: &Name) -> Option<&Source> {
+        find(&self.sources, name)
+    }
+
+    /// The Bronze table named `name`.
+    pub fn bronze_table(&self, name: &Name) -> Option<&BronzeTable> {
+        find(&self.bronze, name)
+    }
+
+    /// The Silver table named `name`.
+    pub fn silver_table(&self, name: &Name) -> Option<&SilverTable> {
+        find(&self.silver, name)
+    }
+
+    /// The Gold table named `name`.
+    pub fn gold_table(&self, name: &Name) -> Option<&GoldTable> {
+        find(&self.gold, name)
+    }
+}
+
+fn find<'a, T>(map: &'a BTreeMap<Located<Name>, T>, name: &Name) -> Option<&'a T> {
+    map.iter().find(|(k, _)| k.value == *name).map(|(_, v)| v)
+}
+
 /// Storage locations and Delta table settings.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -120,10 +120,7 @@ fn definition<'a>(pipeline: &'a Pipeline, table: &TableRef) -> Result<&'a GoldTa
     }
     pipeline
         .config
-        .gold
-        .iter()
-        .find(|(k, _)| k.value == table.name)
-        .map(|(_, d)| d)
+        .gold_table(&table.name)
         .ok_or_else(|| Error::Usage(format!("`{table}` is not declared")))
 }
 
@@ -241,17 +238,13 @@ fn input_date_column(pipeline: &Pipeline, input: &TableRef, date_column: &str) -
     match input.layer {
         Layer::Gold => pipeline
             .config
-            .gold
-            .iter()
-            .find(|(k, _)| k.value == input.name)
-            .and_then(|(_, d)| d.date_column.as_ref())
+            .gold_table(&input.name)
+            .and_then(|d| d.date_column.as_ref())
             .map_or(date_column.to_string(), |c| c.as_str().to_string()),
         Layer::Silver => pipeline
             .config
-            .silver
-            .iter()
-            .find(|(k, _)| k.value == input.name)
-            .and_then(|(_, d)| {
+            .silver_table(&input.name)
+            .and_then(|d| {
                 if d.columns.iter().any(|(n, _)| n.as_str() == date_column) {
                     Some(date_column.to_string())
                 } else {

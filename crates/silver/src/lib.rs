@@ -132,10 +132,7 @@ fn definition<'a>(pipeline: &'a Pipeline, table: &TableRef) -> Result<&'a Silver
     }
     pipeline
         .config
-        .silver
-        .iter()
-        .find(|(k, _)| k.value == table.name)
-        .map(|(_, d)| d)
+        .silver_table(&table.name)
         .ok_or_else(|| Error::Usage(format!("`{table}` is not declared")))
 }
 
@@ -195,8 +192,8 @@ fn declared_columns(pipeline: &Pipeline, bronze: &TableRef) -> Vec<String> {
     pipeline
         .dag
         .source_of(bronze)
-        .and_then(|s| pipeline.config.sources.iter().find(|(k, _)| k.value == *s))
-        .map(|(_, s)| s.columns.keys().map(|k| k.as_str().to_string()).collect())
+        .and_then(|s| pipeline.config.source(s))
+        .map(|s| s.columns.keys().map(|k| k.as_str().to_string()).collect())
         .unwrap_or_default()
 }
 

@@ -146,17 +146,11 @@ fn bronze_record(
     started: chrono::DateTime<chrono::Utc>,
     outcome: &Result<BronzeMetrics, Error>,
 ) -> RunRecord {
-    let config = pipeline
-        .config
-        .bronze
-        .iter()
-        .find(|(k, _)| k.value == table.name)
-        .map(|(_, v)| v);
+    let config = pipeline.config.bronze_table(&table.name);
     let source = pipeline
         .dag
         .source_of(table)
-        .and_then(|s| pipeline.config.sources.iter().find(|(k, _)| k.value == *s))
-        .map(|(_, v)| v);
+        .and_then(|s| pipeline.config.source(s));
     let (status, error, m) = match outcome {
         Ok(m) => ("succeeded", None, Some(m)),
         Err(e) => ("failed", Some(e.to_string()), None),
@@ -235,12 +229,7 @@ fn silver_record(
     m: &SilverMetrics,
     outcome: &Result<(), Error>,
 ) -> RunRecord {
-    let config = pipeline
-        .config
-        .silver
-        .iter()
-        .find(|(k, _)| k.value == table.name)
-        .map(|(_, v)| v);
+    let config = pipeline.config.silver_table(&table.name);
     let (status, error) = match outcome {
         Ok(()) => ("succeeded", None),
         Err(e) => ("failed", Some(e.to_string())),
@@ -349,12 +338,7 @@ fn gold_record(
     m: &GoldMetrics,
     outcome: &Result<(), Error>,
 ) -> RunRecord {
-    let config = pipeline
-        .config
-        .gold
-        .iter()
-        .find(|(k, _)| k.value == table.name)
-        .map(|(_, v)| v);
+    let config = pipeline.config.gold_table(&table.name);
     let (status, error) = match outcome {
         Ok(()) => ("succeeded", None),
         Err(e) => ("failed", Some(e.to_string())),
