@@ -1318,3 +1318,125 @@ fn gold_generated_restated_silver_rebuilds_the_touchpoints_and_equals_a_fresh_la
         "after a Silver restatement vs a fresh lake",
     );
 }
+
+/// After a first run of the whole pipeline, the run log has one row per table run, and its
+/// versions and counts agree with the tables themselves: rows written with each table's row
+/// count, quarantined rows with its quarantine, Silver's rows read with its Bronze input,
+/// the output version with the table's latest commit, whose commit info names the run.
+#[test]
+fn gold_generated_run_log_agrees_with_the_tables_after_a_first_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let all = generate(tmp.path(), 20_000, 5_000, 3);
+    let landing = tmp.path().join("landing");
+    let names: Vec<String> = all.keys().cloned().collect();
+    land(&landing, &all, &names);
+    let lake = Lake::new(tmp.path().join("lake"), &landing);
+    let (report, _) = lake.run(&[], 0);
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+
+    // One query for every count the run log is checked against.
+    let runs = lake.query(
+        "SELECT run_id, layer, \"table\", status, output_version, rows_read, rows_written, \
+         rows_quarantined, inputs FROM _system.runs ORDER BY \"table\"",
+        &[],
+    );
+    let tables: Vec<String> = runs
+        .iter()
+        .map(|r| r["table"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(tables.len(), 12, "one row per table run: {tables:?}");
+    let mut counts = Vec::new();
+    for t in &tables {
+        counts.push(format!("SELECT '{t}' AS t, count(*) AS n FROM {t}"));
+        let (layer, name) = t.split_once('.').unwrap();
+        if layer != "gold"
+            && lake
+                .root
+                .join(layer)
+                .join("_quarantine")
+                .join(name)
+                .exists()
+        {
+            counts.push(format!(
+                "SELECT '{t} quarantine' AS t, count(*) AS n FROM {layer}_quarantine.{name}"
+            ));
+        }
+    }
+    let counts: BTreeMap<String, i64> = lake
+        .query(&counts.join(" UNION ALL "), &[])
+        .into_iter()
+        .map(|r| {
+            (
+                r["t"].as_str().unwrap().to_string(),
+                r["n"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let count = |key: &str| counts.get(key).copied().unwrap_or(0);
+
+    for r in &runs {
+        let t = r["table"].as_str().unwrap();
+        let (layer, name) = t.split_once('.').unwrap();
+        assert_eq!(r["run_id"], run_id.as_str(), "{t}: {r:?}");
+        assert_eq!(r["status"], "succeeded", "{t}: {r:?}");
+        assert_eq!(r["layer"], layer, "{t}: {r:?}");
+        assert_eq!(
+            r["rows_written"].as_i64(),
+            Some(count(t)),
+            "{t}: rows written: {r:?}"
+        );
+        assert_eq!(
+            r["rows_quarantined"].as_i64(),
+            Some(count(&format!("{t} quarantine"))),
+            "{t}: rows quarantined: {r:?}"
+        );
+        if layer == "silver" {
+            let input = format!("bronze.{name}");
+            let bronze_rows = count(&input);
+            assert_eq!(
+                r["rows_read"].as_i64(),
+                Some(bronze_rows),
+                "{t}: rows read: {r:?}"
+            );
+        }
+        // The output version is the table's latest commit, and that commit names the run.
+        let log = lake.root.join(layer).join(name).join("_delta_log");
+        let latest = latest_commit(&log);
+        assert_eq!(r["output_version"].as_i64(), Some(latest), "{t}: {r:?}");
+        let commit = std::fs::read_to_string(log.join(format!("{latest:020}.json"))).unwrap();
+        assert!(
+            commit.contains(&format!("\"run_id\":\"{run_id}\"")),
+            "{t}: commit {latest} does not name run {run_id}:\n{commit}"
+        );
+        // Gold runs name the versions of their inputs they read.
+        if layer == "gold" {
+            let inputs: Value = serde_json::from_str(r["inputs"].as_str().unwrap()).unwrap();
+            for (input, v) in inputs.as_object().unwrap() {
+                let (l, n) = input.split_once('.').unwrap();
+                let input_log = lake.root.join(l).join(n).join("_delta_log");
+                let input_latest = latest_commit(&input_log);
+                assert_eq!(
+                    v["to_version"].as_i64(),
+                    Some(input_latest),
+                    "{t} <- {input}: {v}"
+                );
+            }
+        }
+    }
+}
+
+/// The latest commit version in a `_delta_log` directory.
+fn latest_commit(log: &Path) -> i64 {
+    std::fs::read_dir(log)
+        .unwrap()
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".json")?
+                .parse::<i64>()
+                .ok()
+        })
+        .max()
+        .unwrap_or_else(|| panic!("no commit in {}", log.display()))
+}
