@@ -162,6 +162,19 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },
+    /// The upstream graph of a table version down to the landed files, read from the runs'
+    /// records in the Delta history (input versions, runs, files).
+    #[command(disable_version_flag = true)]
+    Lineage {
+        /// The table (`layer.table`).
+        table: String,
+        /// The table version (default: the latest).
+        #[arg(long)]
+        version: Option<i64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+    },
     /// Print the JSON Schema of layers.yaml.
     Schema,
 }

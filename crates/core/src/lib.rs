@@ -7,6 +7,7 @@ pub mod error;
 pub mod expressions;
 pub mod faults;
 pub mod functions;
+pub mod lineage;
 pub mod parquet;
 pub mod pipeline;
 pub mod run;

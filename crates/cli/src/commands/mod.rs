@@ -2,6 +2,7 @@
 
 mod generate;
 mod history;
+mod lineage;
 mod plan;
 mod query;
 mod run;
@@ -54,6 +55,11 @@ pub fn run(cli: Cli) -> u8 {
             limit,
             format,
         } => history::run(&cli.global, table.as_deref(), limit, format),
+        Command::Lineage {
+            table,
+            version,
+            format,
+        } => lineage::run(&cli.global, &table, version, format),
         Command::Schema => {
             print!("{}", medallion_config::json_schema());
             Ok(())

@@ -768,3 +768,87 @@ fn gold_crash_at_each_commit_point_then_rerun_equals_a_clean_run() {
         assert_rerun_changes_nothing(&root, &landing, point);
     }
 }
+
+/// `medallion lineage`: a Gold table version leads, through the input versions its run
+/// recorded, down to exactly the landed event files behind it; an earlier version to the
+/// files landed before it.
+#[test]
+fn gold_lineage_follows_recorded_versions_down_to_the_landed_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, landing) = (tmp.path().join("lake"), tmp.path().join("landing"));
+    land("wave1", &landing);
+    run(&root, &landing, &[]);
+    land("wave2", &landing);
+    run(&root, &landing, &[]);
+    let lineage = |args: &[&str]| -> serde_json::Value {
+        let out = medallion(&repo())
+            .arg("lineage")
+            .args(args)
+            .args(["--format", "json", "--root"])
+            .arg(&root)
+            .arg("--landing")
+            .arg(&landing)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        serde_json::from_str(&stdout(&out)).unwrap()
+    };
+    let node = |graph: &serde_json::Value, table: &str| -> serde_json::Value {
+        graph["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["table"] == table)
+            .unwrap_or_else(|| panic!("{table} not in {graph}"))
+            .clone()
+    };
+    let files = |n: &serde_json::Value| -> Vec<(String, u64)> {
+        n["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f[0].as_str().unwrap().to_string(), f[1].as_u64().unwrap()))
+            .collect()
+    };
+    let owned = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+        v.iter().map(|(f, n)| (f.to_string(), *n)).collect()
+    };
+
+    let latest = lineage(&["gold.attribution"]);
+    let gold = node(&latest, "gold.attribution");
+    assert_eq!(gold["version"], 2, "{gold}");
+    let inputs = gold["inputs"].as_array().unwrap();
+    assert!(
+        inputs.contains(&serde_json::json!(["silver.events", 2])),
+        "{gold}"
+    );
+    assert_eq!(node(&latest, "silver.events")["version"], 2);
+    assert_eq!(
+        files(&node(&latest, "bronze.events")),
+        owned(&[
+            ("events/february.ndjson", 21),
+            ("events/late.ndjson", 2),
+            ("events/march.ndjson", 6),
+        ])
+    );
+
+    let first = lineage(&["gold.attribution", "--version", "1"]);
+    assert_eq!(node(&first, "silver.events")["version"], 1, "{first}");
+    assert_eq!(
+        files(&node(&first, "bronze.events")),
+        owned(&[("events/february.ndjson", 21), ("events/march.ndjson", 6)])
+    );
+    let text_out = medallion(&repo())
+        .args(["lineage", "gold.attribution", "--version", "9", "--root"])
+        .arg(&root)
+        .arg("--landing")
+        .arg(&landing)
+        .output()
+        .unwrap();
+    assert_eq!(text_out.status.code(), Some(2), "{}", stderr(&text_out));
+    assert!(
+        stderr(&text_out).contains("versions 0 to 2"),
+        "{}",
+        stderr(&text_out)
+    );
+}
