@@ -578,6 +578,18 @@ pub async fn run(
     let bronze_schema = arrow_schema(&bronze)?;
     let input_schema = input::input_schema(&bronze_schema);
     let declared = declared_columns(pipeline, &bronze_ref);
+    // The dimension versions read, recorded with the Bronze range in the commit info.
+    let mut inputs = serde_json::Map::new();
+    inputs.insert(
+        bronze_ref.to_string(),
+        json!({ "from": from, "to": decision.to }),
+    );
+    for d in &dimensions {
+        inputs.insert(
+            d.table.to_string(),
+            json!({ "to": d.version, "lookup": d.name }),
+        );
+    }
     let transform = Arc::new(Transform::compile(
         &session,
         def,
@@ -876,7 +888,7 @@ pub async fn run(
             json!({
                 "run_id": ctx.run_id, "layer": "silver", "table": table.to_string(), "part": part,
                 "engine_version": medallion_core::run::ENGINE_VERSION,
-                "inputs": { bronze_ref.to_string(): { "from": from, "to": decision.to } },
+                "inputs": inputs,
                 "rows_read": metrics.rows_read, "rows_written": metrics.rows_written,
                 "rows_quarantined": metrics.rows_quarantined, "rows_dropped": metrics.rows_dropped,
                 "duplicates_removed": metrics.duplicates_removed, "rules": metrics.rules,

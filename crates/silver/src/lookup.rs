@@ -20,7 +20,7 @@ use deltalake::datafusion::logical_expr::simplify::SimplifyContext;
 use deltalake::datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use deltalake::datafusion::physical_expr::PhysicalExpr;
 use deltalake::datafusion::prelude::SessionContext;
-use medallion_config::{Lookup, OnAmbiguous};
+use medallion_config::{Lookup, OnAmbiguous, TableRef};
 use medallion_core::columns::{SOURCE_FILE, SOURCE_LINE};
 use medallion_core::table::{open_existing, storage_error};
 use medallion_core::{Error, Pipeline, Result};
@@ -41,6 +41,9 @@ pub struct Dimension {
     on_ambiguous: OnAmbiguous,
     /// Fingerprint of what every key value resolves to.
     pub fingerprint: u64,
+    /// The dimension table and the version read.
+    pub table: TableRef,
+    pub version: i64,
 }
 
 impl Dimension {
@@ -125,6 +128,8 @@ impl Dimension {
             index,
             on_ambiguous: spec.on_ambiguous,
             fingerprint,
+            table: table_ref.clone(),
+            version: table.version().map_or(-1, |v| v as i64),
         })
     }
 

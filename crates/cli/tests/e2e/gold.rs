@@ -823,6 +823,23 @@ fn gold_lineage_follows_recorded_versions_down_to_the_landed_files() {
         "{gold}"
     );
     assert_eq!(node(&latest, "silver.events")["version"], 2);
+    // Every input of every node has its version recorded (Silver's lookups included).
+    for n in latest["nodes"].as_array().unwrap() {
+        for input in n["inputs"].as_array().unwrap() {
+            assert!(input[1].is_i64(), "{} <- {input}", n["table"]);
+        }
+    }
+    let events = node(&latest, "silver.events");
+    let lookups: Vec<&str> = events["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i[0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        lookups,
+        ["bronze.events", "silver.campaigns", "silver.fx_rates"]
+    );
     assert_eq!(
         files(&node(&latest, "bronze.events")),
         owned(&[
