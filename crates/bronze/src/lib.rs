@@ -29,6 +29,7 @@ use deltalake::{DeltaTable, ObjectStore, Path};
 use futures::StreamExt;
 use medallion_config::{Layer, OnChangedFile, Source, TableRef};
 use medallion_core::faults::crash_point;
+use medallion_core::runlog::{self, RunRecord};
 use medallion_core::table::{
     arrow_schema, commit, kernel_schema, open_existing, open_or_create, storage_error,
     table_properties,
@@ -116,8 +117,65 @@ pub struct BronzeMetrics {
     pub version: Option<u64>,
     /// Quarantine table version after the run.
     pub quarantine_version: Option<u64>,
+    /// When the run started.
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When its last commit was made.
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Wall time.
     pub seconds: f64,
+}
+
+impl BronzeMetrics {
+    /// Adds what one committed file read.
+    fn add_file(&mut self, r: FileReport) {
+        self.lines += r.lines;
+        self.rows += r.rows;
+        self.quarantined += r.quarantined;
+        self.rescued += r.rescued;
+        self.bytes += r.bytes;
+        self.uncompressed_bytes += r.uncompressed_bytes;
+        self.files.push(r);
+    }
+}
+
+/// The run-log record of a Bronze table run: `metrics` of a run that got that far, `error`
+/// of one that failed.
+pub fn record(
+    pipeline: &Pipeline,
+    ctx: &RunContext,
+    table: &TableRef,
+    started: chrono::DateTime<chrono::Utc>,
+    metrics: Option<&BronzeMetrics>,
+    error: Option<&Error>,
+) -> RunRecord {
+    let config = pipeline.config.bronze_table(&table.name);
+    let source = pipeline
+        .dag
+        .source_of(table)
+        .and_then(|s| pipeline.config.source(s));
+    let mut r = RunRecord::new(
+        ctx,
+        table,
+        metrics.and_then(|m| m.started_at).unwrap_or(started),
+        runlog::fingerprint(&(source, config)),
+    );
+    if let Some(m) = metrics {
+        r.finished_at = m.finished_at.unwrap_or_else(runlog::now);
+        let files: Vec<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
+        r.inputs = json!({ "files": files }).to_string();
+        r.output_version = m.version.and_then(|v| i64::try_from(v).ok());
+        r.rows_read = runlog::count(m.lines);
+        r.rows_written = runlog::count(m.rows);
+        r.rows_quarantined = runlog::count(m.quarantined);
+        r.schema_changes = json!(m.new_columns).to_string();
+    } else {
+        r.finished_at = runlog::now();
+        r.inputs = json!({ "files": null }).to_string();
+    }
+    match error {
+        Some(e) => r.failed(e),
+        None => r,
+    }
 }
 
 /// The landing store and the paths of a source's folder and of the landing prefix.
@@ -216,6 +274,7 @@ pub async fn run(pipeline: &Pipeline, table: &TableRef, ctx: &RunContext) -> Res
     let mut metrics = BronzeMetrics {
         table: table.to_string(),
         run_id: ctx.run_id.clone(),
+        started_at: Some(runlog::now()),
         ..BronzeMetrics::default()
     };
     let files = discover::list(store.as_ref(), &prefix, &root).await?;
@@ -243,7 +302,9 @@ pub async fn run(pipeline: &Pipeline, table: &TableRef, ctx: &RunContext) -> Res
     };
     let mut schema = BronzeSchema::from_arrow(&arrow_schema(&bronze)?);
     let source = Arc::new(source.clone());
-    for group_files in groups(todo) {
+    let groups = groups(todo);
+    let last_group = groups.len().saturating_sub(1);
+    for (group_no, group_files) in groups.into_iter().enumerate() {
         // Files of a group are read concurrently, each starting from the schema as it
         // was before the group; their new columns are then merged in file order, exactly
         // as reading them one after the other would have. A file that inferred a column
@@ -286,13 +347,18 @@ pub async fn run(pipeline: &Pipeline, table: &TableRef, ctx: &RunContext) -> Res
             }
             group.push((file, write_q, ingested));
         }
+        let run = Run {
+            pipeline,
+            ctx,
+            table,
+            last: group_no == last_group,
+        };
         commit_group(
             &mut bronze,
             &mut quarantine,
             &schema,
             group,
-            ctx,
-            table,
+            &run,
             &mut metrics,
         )
         .await?;
@@ -333,10 +399,10 @@ async fn commit_group(
     quarantine: &mut DeltaTable,
     schema: &BronzeSchema,
     group: Vec<(LandingFile, bool, Ingested)>,
-    ctx: &RunContext,
-    table: &TableRef,
+    run: &Run<'_>,
     metrics: &mut BronzeMetrics,
 ) -> Result<()> {
+    let table = run.table;
     let mut pending: Vec<Pending> = group
         .into_iter()
         .map(|(file, write_quarantine, ingested)| Pending {
@@ -349,9 +415,10 @@ async fn commit_group(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match try_commit(bronze, quarantine, schema, &pending, ctx, table).await {
-            Ok(added) => {
+        match try_commit(bronze, quarantine, schema, &pending, run, metrics).await {
+            Ok((added, finished_at)) => {
                 metrics.new_columns.extend(added);
+                metrics.finished_at = Some(finished_at);
                 break;
             }
             Err(e) if is_conflict(&e) && attempt < CONFLICT_ATTEMPTS => {
@@ -391,27 +458,31 @@ async fn commit_group(
     }
     crash_point("bronze.after_commit");
     for p in pending {
-        let r = p.ingested.report;
-        metrics.lines += r.lines;
-        metrics.rows += r.rows;
-        metrics.quarantined += r.quarantined;
-        metrics.rescued += r.rescued;
-        metrics.bytes += r.bytes;
-        metrics.uncompressed_bytes += r.uncompressed_bytes;
-        metrics.files.push(r);
+        metrics.add_file(p.ingested.report);
     }
     Ok(())
 }
 
-/// One attempt at committing `pending`; returns the columns it added to the table.
+/// The run a group is committed for.
+struct Run<'a> {
+    pipeline: &'a Pipeline,
+    ctx: &'a RunContext,
+    table: &'a TableRef,
+    /// Whether this is the run's last group.
+    last: bool,
+}
+
+/// One attempt at committing `pending`; returns the columns it added to the table and the
+/// time recorded as the run's end if this was its last commit.
 async fn try_commit(
     bronze: &mut DeltaTable,
     quarantine: &mut DeltaTable,
     schema: &BronzeSchema,
     pending: &[Pending],
-    ctx: &RunContext,
-    table: &TableRef,
-) -> std::result::Result<Vec<String>, deltalake::DeltaTableError> {
+    run: &Run<'_>,
+    metrics: &BronzeMetrics,
+) -> std::result::Result<(Vec<String>, chrono::DateTime<chrono::Utc>), deltalake::DeltaTableError> {
+    let (ctx, table) = (run.ctx, run.table);
     let operation = || DeltaOperation::Write {
         mode: SaveMode::Append,
         partition_by: None,
@@ -427,14 +498,15 @@ async fn try_commit(
             })
         })
         .collect();
-    let info = |what: &str| {
-        HashMap::from([(
-            "medallion".to_string(),
-            json!({
-                "run_id": ctx.run_id, "layer": "bronze", "table": table.to_string(), "part": what,
-                "engine_version": medallion_core::run::ENGINE_VERSION, "files": files_info,
-            }),
-        )])
+    let info = |what: &str, record: Option<serde_json::Value>| {
+        let mut info = json!({
+            "run_id": ctx.run_id, "layer": "bronze", "table": table.to_string(), "part": what,
+            "engine_version": medallion_core::run::ENGINE_VERSION, "files": files_info,
+        });
+        if let Some(record) = record {
+            info[runlog::COMMIT_INFO_KEY] = record;
+        }
+        HashMap::from([("medallion".to_string(), info)])
     };
     let txn = |p: &Pending| Transaction::new(p.file.app_id(), p.file.fingerprint());
 
@@ -450,7 +522,7 @@ async fn try_commit(
             quarantine,
             actions,
             txns,
-            info("quarantine"),
+            info("quarantine", None),
             operation(),
             ctx.commit_retries,
         )
@@ -488,15 +560,24 @@ async fn try_commit(
         actions.push(Action::Metadata(metadata));
     }
     let txns = pending.iter().map(txn).collect();
+    // The run as it stands once this group is in: the record the run log gets.
+    let mut so_far = metrics.clone();
+    for p in pending {
+        so_far.add_file(p.ingested.report.clone());
+    }
+    so_far.new_columns.extend(added.iter().cloned());
+    let finished_at = runlog::now();
+    so_far.finished_at = Some(finished_at);
+    let record = record(run.pipeline, ctx, table, finished_at, Some(&so_far), None);
     commit(
         bronze,
         actions,
         txns,
-        info("rows"),
+        info("rows", Some(record.commit_info(run.last))),
         operation(),
         ctx.commit_retries,
     )
     .await?;
     bronze.load().await?;
-    Ok(added)
+    Ok((added, finished_at))
 }

@@ -161,13 +161,25 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
+        /// Rebuild the run log from the run records in every table's Delta history (runs that
+        /// committed nothing are kept from the previous log), then show it.
+        #[arg(long, conflicts_with = "table")]
+        rebuild: bool,
     },
     /// The upstream graph of a table version down to the landed files, read from the runs'
     /// records in the Delta history (input versions, runs, files).
-    #[command(disable_version_flag = true)]
+    #[command(
+        disable_version_flag = true,
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true
+    )]
     Lineage {
+        /// Row-level lineage instead of the table graph.
+        #[command(subcommand)]
+        command: Option<LineageCommand>,
         /// The table (`layer.table`).
-        table: String,
+        #[arg(required = true)]
+        table: Option<String>,
         /// The table version (default: the latest).
         #[arg(long)]
         version: Option<i64>,
@@ -177,6 +189,34 @@ pub enum Command {
     },
     /// Print the JSON Schema of layers.yaml.
     Schema,
+}
+
+/// `lineage` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LineageCommand {
+    /// For the Gold rows a predicate selects, the Silver rows behind them, the Bronze version
+    /// that ingested each, and the raw landed lines (the inputs read at the versions the Gold
+    /// version's run read).
+    #[command(disable_version_flag = true)]
+    Trace {
+        /// The Gold table (`gold.table`).
+        table: String,
+        /// A SQL predicate over the table's columns selecting the rows to trace.
+        #[arg(long = "where", value_name = "PREDICATE")]
+        predicate: String,
+        /// The Gold table version (default: the latest).
+        #[arg(long)]
+        version: Option<i64>,
+        /// Most Gold rows traced; more matching rows is an error.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Most source rows listed per Gold row (all are counted).
+        #[arg(long, default_value_t = 200)]
+        max_sources: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
 }
 
 /// Which tables a command works on.

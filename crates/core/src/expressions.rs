@@ -30,6 +30,10 @@ pub fn arrow_type(kind: ColumnType) -> DataType {
     }
 }
 
+use crate::column_lineage::{
+    ColumnLineage, Origins, Transform, builtin_lineage, expr_refs, merge, plan_lineage,
+};
+
 /// Columns in order, each possibly qualified (lookups).
 type Columns = Vec<(Option<String>, String, DataType)>;
 
@@ -59,13 +63,54 @@ fn set_column(columns: &mut Columns, name: &str, data_type: DataType) {
 
 /// Checks every Silver table's SQL; returns diagnostics located in the YAML.
 pub fn check(config: &Config, dag: &Dag, text: &str) -> Vec<Diagnostic> {
+    analyze(config, dag, text).0
+}
+
+/// The column-level lineage of every table (see [`crate::column_lineage`]), from the same
+/// planning `validate` does; tables whose SQL does not plan are left out.
+pub fn column_lineage(config: &Config, dag: &Dag) -> ColumnLineage {
+    analyze(config, dag, "").1
+}
+
+/// Plans every expression and model: the diagnostics, and the column lineage found.
+fn analyze(config: &Config, dag: &Dag, text: &str) -> (Vec<Diagnostic>, ColumnLineage) {
+    let mut lineage = ColumnLineage::new();
     let mut ctx = SessionContext::new();
     if let Err(e) = crate::functions::register(&mut ctx) {
-        return vec![Diagnostic::error(
-            Default::default(),
-            "",
-            format!("engine functions: {e}"),
-        )];
+        let d = Diagnostic::error(Default::default(), "", format!("engine functions: {e}"));
+        return (vec![d], lineage);
+    }
+    // Bronze columns: the source's fields of the same name.
+    for table in dag.layer(Layer::Bronze) {
+        let Some(source) = dag
+            .source_of(table)
+            .and_then(|s| config.sources.iter().find(|(k, _)| k.value == *s))
+            .map(|(_, s)| s)
+        else {
+            continue;
+        };
+        let dataset = format!(
+            "landing:{}",
+            source.path.as_ref().map_or_else(
+                || format!(
+                    "{}/",
+                    dag.source_of(table).map(|n| n.as_str()).unwrap_or("")
+                ),
+                |p| p.value.clone()
+            )
+        );
+        let columns = source
+            .columns
+            .keys()
+            .map(|c| {
+                let origin = (
+                    (dataset.clone(), c.as_str().to_string()),
+                    Transform::Identity,
+                );
+                (c.as_str().to_string(), Origins::from([origin]))
+            })
+            .collect();
+        lineage.insert(table.to_string(), columns);
     }
     let mut out = Vec::new();
     // Output columns of Silver tables planned so far, for lookups and Gold models.
@@ -74,7 +119,7 @@ pub fn check(config: &Config, dag: &Dag, text: &str) -> Vec<Diagnostic> {
         let Some((name, def)) = config.silver.iter().find(|(k, _)| k.value == table.name) else {
             continue;
         };
-        let (columns, diagnostics) = plan_table(
+        let (columns, diagnostics, columns_lineage) = plan_table(
             &ctx,
             config,
             dag,
@@ -84,15 +129,25 @@ pub fn check(config: &Config, dag: &Dag, text: &str) -> Vec<Diagnostic> {
             &format!("silver.{name}"),
         );
         out.extend(diagnostics);
+        if let Some(columns) = columns_lineage {
+            lineage.insert(table.to_string(), columns);
+        }
         if let Some(columns) = columns {
             silver_outputs.insert(name.value.as_str().to_string(), columns);
         }
     }
     let planned_all_silver = silver_outputs.len() == config.silver.len();
     if planned_all_silver {
-        out.extend(check_gold(&ctx, config, dag, &silver_outputs, text));
+        out.extend(check_gold(
+            &ctx,
+            config,
+            dag,
+            &silver_outputs,
+            text,
+            &mut lineage,
+        ));
     }
-    out
+    (out, lineage)
 }
 
 /// The columns of a built-in Gold model.
@@ -154,6 +209,7 @@ fn check_gold(
     dag: &Dag,
     silver: &BTreeMap<String, Columns>,
     text: &str,
+    lineage: &mut ColumnLineage,
 ) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let catalog = ctx
@@ -187,18 +243,38 @@ fn check_gold(
             continue;
         };
         let fields: Vec<Field> = match (&def.builtin, &def.sql) {
-            (Some(b), _) => builtin_columns(b.value)
-                .into_iter()
-                .map(|(n, t)| Field::new(n, t, true))
-                .collect(),
+            (Some(b), _) => {
+                let input = |name: &str| {
+                    def.inputs
+                        .iter()
+                        .find(|(k, _)| k.value.as_str() == name)
+                        .map_or_else(|| format!("silver.{name}"), |(_, t)| t.value.to_string())
+                };
+                lineage.insert(table.to_string(), builtin_lineage(b.value, &input));
+                builtin_columns(b.value)
+                    .into_iter()
+                    .map(|(n, t)| Field::new(n, t, true))
+                    .collect()
+            }
             (None, Some(sql)) => {
                 match runtime.block_on(ctx.state().create_logical_plan(&sql.value)) {
-                    Ok(plan) => plan
-                        .schema()
-                        .fields()
-                        .iter()
-                        .map(|f| f.as_ref().clone().with_nullable(true))
-                        .collect(),
+                    Ok(plan) => {
+                        let origins = plan_lineage(&plan);
+                        lineage.insert(
+                            table.to_string(),
+                            plan.schema()
+                                .fields()
+                                .iter()
+                                .map(|f| f.name().clone())
+                                .zip(origins)
+                                .collect(),
+                        );
+                        plan.schema()
+                            .fields()
+                            .iter()
+                            .map(|f| f.as_ref().clone().with_nullable(true))
+                            .collect()
+                    }
                     Err(e) => {
                         let loc = sql_position(sql, text, None, None);
                         out.push(Diagnostic::error(
@@ -230,6 +306,14 @@ fn check_gold(
     out
 }
 
+/// A planned Silver table: its written columns and their lineage (`None`: it does not plan),
+/// and the problems found.
+type Planned = (
+    Option<Columns>,
+    Vec<Diagnostic>,
+    Option<Vec<(String, Origins)>>,
+);
+
 /// Plans one Silver table; returns its written columns.
 fn plan_table(
     ctx: &SessionContext,
@@ -239,7 +323,7 @@ fn plan_table(
     silver: &BTreeMap<String, Columns>,
     text: &str,
     path: &str,
-) -> (Option<Columns>, Vec<Diagnostic>) {
+) -> Planned {
     let mut problems = Vec::new();
     let error = |expr: &Located<String>, at: &str, message: String| {
         let loc = sql_position(expr, text, None, None);
@@ -265,6 +349,15 @@ fn plan_table(
             .map(|f| (None, f.name().clone(), f.data_type().clone())),
     );
     let infers = source.is_some_and(|s| s.infer_undeclared);
+    // Where each column of the row being computed comes from: Bronze columns first.
+    let mut origins: BTreeMap<String, Origins> = columns
+        .iter()
+        .map(|(_, n, _)| {
+            let origin = ((bronze.to_string(), n.clone()), Transform::Identity);
+            (n.clone(), Origins::from([origin]))
+        })
+        .collect();
+    let mut lookup_tables: BTreeMap<String, String> = BTreeMap::new();
     // Lookups: the dimension's columns, qualified by the lookup's name.
     for (lookup, spec) in def.lookups.iter() {
         let Some(dimension) = silver.get(spec.table.name.as_str()) else {
@@ -272,7 +365,7 @@ fn plan_table(
         };
         let dim_schema = match df_schema(dimension) {
             Ok(s) => s,
-            Err(e) => return (None, vec![Diagnostic::error(spec.table.loc, path, e)]),
+            Err(e) => return (None, vec![Diagnostic::error(spec.table.loc, path, e)], None),
         };
         if let Err(e) = ctx.parse_sql_expr(&spec.key.value, &dim_schema) {
             problems.push(error(
@@ -292,11 +385,18 @@ fn plan_table(
             lookup.as_str().to_string(),
             DataType::Struct(fields.into()),
         ));
+        lookup_tables.insert(lookup.as_str().to_string(), spec.table.value.to_string());
     }
     for (lookup, spec) in def.lookups.iter() {
         let schema = match df_schema(&columns) {
             Ok(s) => s,
-            Err(e) => return (None, vec![Diagnostic::error(spec.match_expr.loc, path, e)]),
+            Err(e) => {
+                return (
+                    None,
+                    vec![Diagnostic::error(spec.match_expr.loc, path, e)],
+                    None,
+                );
+            }
         };
         if let Err(e) = ctx.parse_sql_expr(&spec.match_expr.value, &schema) {
             problems.push(error(
@@ -311,14 +411,42 @@ fn plan_table(
     for (name, column) in def.columns.iter() {
         let schema = match df_schema(&columns) {
             Ok(s) => s,
-            Err(e) => return (None, vec![Diagnostic::error(column.expr.loc, path, e)]),
+            Err(e) => {
+                return (
+                    None,
+                    vec![Diagnostic::error(column.expr.loc, path, e)],
+                    None,
+                );
+            }
         };
         let planned = ctx
             .parse_sql_expr(&column.expr.value, &schema)
-            .and_then(|expr| expr.get_type(&schema));
+            .and_then(|expr| Ok((expr.get_type(&schema)?, expr)));
         match planned {
-            Ok(data_type) => {
+            Ok((data_type, expr)) => {
                 set_column(&mut columns, name.as_str(), data_type.clone());
+                let bare = matches!(expr, deltalake::datafusion::logical_expr::Expr::Column(_));
+                let kind = if bare {
+                    Transform::Identity
+                } else {
+                    Transform::Transformation
+                };
+                let mut from = Origins::new();
+                for (c, field) in expr_refs(&expr) {
+                    match (lookup_tables.get(&c.name), field) {
+                        (Some(dimension), Some(field)) => merge(
+                            &mut from,
+                            &Origins::from([((dimension.clone(), field), Transform::Identity)]),
+                            kind,
+                        ),
+                        _ => {
+                            if let Some(o) = origins.get(&c.name) {
+                                merge(&mut from, &o.clone(), kind);
+                            }
+                        }
+                    }
+                }
+                origins.insert(name.as_str().to_string(), from);
                 if column.keep {
                     written.push((None, name.as_str().to_string(), data_type));
                 }
@@ -345,7 +473,13 @@ fn plan_table(
     // Expectations: boolean predicates over the computed row.
     let schema = match df_schema(&columns) {
         Ok(s) => s,
-        Err(e) => return (None, vec![Diagnostic::error(Default::default(), path, e)]),
+        Err(e) => {
+            return (
+                None,
+                vec![Diagnostic::error(Default::default(), path, e)],
+                None,
+            );
+        }
     };
     for (rule, expectation) in def.expectations.iter() {
         match ctx
@@ -368,5 +502,20 @@ fn plan_table(
     let failed = problems
         .iter()
         .any(|d| d.severity == medallion_config::Severity::Error);
-    ((!failed).then_some(written), problems)
+    let mut table_lineage = None;
+    if !failed {
+        let mut columns_lineage: Vec<(String, Origins)> = written
+            .iter()
+            .map(|(_, n, _)| (n.clone(), origins.get(n).cloned().unwrap_or_default()))
+            .collect();
+        for (column, from) in [
+            ("_source_file", "_source_file"),
+            ("_source_line", "_source_line"),
+        ] {
+            let origin = ((bronze.to_string(), from.to_string()), Transform::Identity);
+            columns_lineage.push((column.to_string(), Origins::from([origin])));
+        }
+        table_lineage = Some(columns_lineage);
+    }
+    ((!failed).then_some(written), problems, table_lineage)
 }

@@ -2,12 +2,14 @@
 //! locations, errors. The layer crates (bronze, silver, gold) build on it.
 
 pub mod catalog;
+pub mod column_lineage;
 pub mod columns;
 pub mod error;
 pub mod expressions;
 pub mod faults;
 pub mod functions;
 pub mod lineage;
+pub mod openlineage;
 pub mod parquet;
 pub mod pipeline;
 pub mod run;

@@ -123,6 +123,28 @@ pub fn month_of(day: i32) -> i32 {
     (first - epoch).num_days() as i32
 }
 
+/// The time-decay weight of a touch at `touch_us` for a conversion at `us`, before
+/// normalising: halves every `half_life_us`.
+pub fn decay(touch_us: i64, us: i64, half_life_us: f64) -> f64 {
+    2f64.powf((touch_us - us) as f64 / half_life_us)
+}
+
+/// Each model's share of a conversion for the touch at `pos` (time order) of the `count`
+/// touches in its window, given the touch's normalised time-decay weight.
+pub fn model_weights(pos: usize, count: usize, decay_share: f64, s: &Settings) -> [f64; MODELS] {
+    let first = if pos == 0 { 1.0 } else { 0.0 };
+    let last = if pos + 1 == count { 1.0 } else { 0.0 };
+    let linear = 1.0 / count as f64;
+    let position = match count {
+        1 => 1.0,
+        2 => 0.5,
+        _ if pos == 0 => s.first_share,
+        _ if pos + 1 == count => s.last_share,
+        _ => (1.0 - s.first_share - s.last_share) / (count - 2) as f64,
+    };
+    [first, last, linear, decay_share, position]
+}
+
 /// Credits every conversion of one bucket into `totals`.
 pub fn credit_bucket(b: &Bucket, s: &Settings, totals: &mut Totals) {
     let n = b.event_us.len();
@@ -247,24 +269,13 @@ pub fn credit_bucket(b: &Bucket, s: &Settings, totals: &mut Totals) {
                 continue;
             }
             let count = hi - lo;
-            let decay: Vec<f64> = (lo..hi)
-                .map(|j| 2f64.powf((touch_us[j] - us) as f64 / half_life_us))
+            let decays: Vec<f64> = (lo..hi)
+                .map(|j| decay(touch_us[j], us, half_life_us))
                 .collect();
-            let decay_total: f64 = decay.iter().sum();
+            let decay_total: f64 = decays.iter().sum();
             weights.clear();
             for (pos, j) in (lo..hi).enumerate() {
-                let first = if pos == 0 { 1.0 } else { 0.0 };
-                let last = if pos + 1 == count { 1.0 } else { 0.0 };
-                let linear = 1.0 / count as f64;
-                let time_decay = decay[j - lo] / decay_total;
-                let position = match count {
-                    1 => 1.0,
-                    2 => 0.5,
-                    _ if pos == 0 => s.first_share,
-                    _ if pos + 1 == count => s.last_share,
-                    _ => (1.0 - s.first_share - s.last_share) / (count - 2) as f64,
-                };
-                let w = [first, last, linear, time_decay, position];
+                let w = model_weights(pos, count, decays[j - lo] / decay_total, s);
                 let mut credit = [0.0; 2 * MODELS];
                 for m in 0..MODELS {
                     credit[2 * m] = w[m];

@@ -19,6 +19,7 @@ pub mod changes;
 pub mod credit;
 pub mod models;
 pub mod touchpoints;
+pub mod trace;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -42,6 +43,7 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use futures::StreamExt;
 use medallion_config::{Builtin, GoldTable, Layer, Materialized, TableRef};
 use medallion_core::faults::crash_point;
+use medallion_core::runlog::{self, RunRecord};
 use medallion_core::table::{
     arrow_schema, commit, kernel_schema, open_existing, open_or_create, removals, storage_error,
     table_properties, transaction_version,
@@ -101,8 +103,47 @@ pub struct GoldMetrics {
     pub definition: String,
     /// Table version after the run.
     pub version: Option<u64>,
+    /// When the run started.
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When its commit was made.
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Wall time.
     pub seconds: f64,
+}
+
+/// The run-log record of a Gold table run (`error`: it failed).
+pub fn record(
+    pipeline: &Pipeline,
+    ctx: &RunContext,
+    table: &TableRef,
+    started: chrono::DateTime<chrono::Utc>,
+    m: &GoldMetrics,
+    error: Option<&Error>,
+) -> RunRecord {
+    let config = pipeline.config.gold_table(&table.name);
+    let mut r = RunRecord::new(
+        ctx,
+        table,
+        m.started_at.unwrap_or(started),
+        runlog::fingerprint(&(config, &pipeline.config.attribution)),
+    );
+    r.finished_at = m.finished_at.unwrap_or_else(runlog::now);
+    r.inputs = json!(
+        m.inputs
+            .iter()
+            .map(|(t, v)| (
+                t.clone(),
+                json!({ "from_version": v.from, "to_version": v.to, "mode": m.mode, "dates_recomputed": m.dates_recomputed })
+            ))
+            .collect::<BTreeMap<_, _>>()
+    )
+    .to_string();
+    r.output_version = m.version.and_then(|v| i64::try_from(v).ok());
+    r.rows_written = runlog::count(m.rows_written);
+    match error {
+        Some(e) => r.failed(e),
+        None => r,
+    }
 }
 
 /// What `plan` reports for a Gold table.
@@ -539,6 +580,7 @@ pub async fn run(
         table: table.to_string(),
         run_id: ctx.run_id.clone(),
         definition: format!("{:016x}", model.fingerprint),
+        started_at: Some(runlog::now()),
         ..GoldMetrics::default()
     };
     let opened = open(pipeline, table, &model).await?;
@@ -709,6 +751,10 @@ pub async fn run(
         let read = t.version().map_or(-1, |v| v as i64);
         txns.push(Transaction::new(input_app_id(input), read));
     }
+    let finished_at = runlog::now();
+    let mut so_far = metrics.clone();
+    so_far.finished_at = Some(finished_at);
+    let run_record = record(pipeline, ctx, table, finished_at, &so_far, None);
     let info = HashMap::from([(
         "medallion".to_string(),
         json!({
@@ -717,6 +763,7 @@ pub async fn run(
             "inputs": metrics.inputs, "mode": metrics.mode, "reason": metrics.reason,
             "dates_recomputed": metrics.dates_recomputed, "dates": metrics.dates,
             "rows_written": metrics.rows_written, "definition": metrics.definition,
+            runlog::COMMIT_INFO_KEY: run_record.commit_info(true),
         }),
     )]);
     let operation = DeltaOperation::Write {
@@ -744,6 +791,7 @@ pub async fn run(
     crash_point("gold.after_commit");
     crash_point(&format!("{table}.after_commit"));
     metrics.version = Some(version);
+    metrics.finished_at = Some(finished_at);
     metrics.seconds = started.elapsed().as_secs_f64();
     info!(table = %table, version, rows = metrics.rows_written, mode = %metrics.mode, "committed");
     Ok(())

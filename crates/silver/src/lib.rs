@@ -43,6 +43,7 @@ use futures::StreamExt;
 use medallion_config::{Action as RuleAction, Keep, Layer, SchemaEvolution, SilverTable, TableRef};
 use medallion_core::columns::{INGESTED_AT, RUN_ID, SOURCE_FILE, SOURCE_LINE, utc_timestamp};
 use medallion_core::faults::crash_point;
+use medallion_core::runlog::{self, RunRecord};
 use medallion_core::table::{
     arrow_schema, commit, kernel_schema, open_existing, open_or_create, removals, storage_error,
     table_properties, transaction_version,
@@ -110,8 +111,65 @@ pub struct SilverMetrics {
     pub version: Option<u64>,
     /// Quarantine table version after the run.
     pub quarantine_version: Option<u64>,
+    /// The dimension tables looked up, with the version read.
+    pub lookups: BTreeMap<String, i64>,
+    /// When the run started.
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When its Silver commit was made.
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Wall time.
     pub seconds: f64,
+}
+
+/// The run-log record of a Silver table run (`error`: it failed).
+pub fn record(
+    pipeline: &Pipeline,
+    ctx: &RunContext,
+    table: &TableRef,
+    started: chrono::DateTime<chrono::Utc>,
+    m: &SilverMetrics,
+    error: Option<&Error>,
+) -> RunRecord {
+    let config = pipeline.config.silver_table(&table.name);
+    let mut r = RunRecord::new(
+        ctx,
+        table,
+        m.started_at.unwrap_or(started),
+        runlog::fingerprint(&config),
+    );
+    r.finished_at = m.finished_at.unwrap_or_else(runlog::now);
+    let mut inputs = serde_json::Map::new();
+    if !m.input.is_empty() {
+        inputs.insert(
+            m.input.clone(),
+            json!({ "from_version": m.from_version, "to_version": m.to_version, "mode": m.mode }),
+        );
+    }
+    for (dimension, version) in &m.lookups {
+        inputs.insert(
+            dimension.clone(),
+            json!({ "to_version": version, "mode": "lookup" }),
+        );
+    }
+    r.inputs = serde_json::Value::Object(inputs).to_string();
+    r.output_version = m.version.and_then(|v| i64::try_from(v).ok());
+    r.rows_read = runlog::count(m.rows_read);
+    r.rows_written = runlog::count(m.rows_written);
+    r.rows_quarantined = runlog::count(m.rows_quarantined);
+    r.rows_dropped = json!(m.rules).to_string();
+    r.duplicates_removed = runlog::count(m.duplicates_removed);
+    r.schema_changes = json!(
+        m.new_columns
+            .iter()
+            .map(|c| format!("added {c}"))
+            .chain(m.widened_columns.iter().map(|c| format!("widened {c}")))
+            .collect::<Vec<_>>()
+    )
+    .to_string();
+    match error {
+        Some(e) => r.failed(e),
+        None => r,
+    }
 }
 
 /// The application id of the Bronze versions a Silver table consumed.
@@ -532,6 +590,7 @@ pub async fn run(
         run_id: ctx.run_id.clone(),
         input: bronze_ref.to_string(),
         definition: format!("{def_fp:016x}"),
+        started_at: Some(runlog::now()),
         ..SilverMetrics::default()
     };
     let bronze_url = pipeline.locations.table(&bronze_ref);
@@ -589,6 +648,7 @@ pub async fn run(
             d.table.to_string(),
             json!({ "to": d.version, "lookup": d.name }),
         );
+        metrics.lookups.insert(d.table.to_string(), d.version);
     }
     let transform = Arc::new(Transform::compile(
         &session,
@@ -882,19 +942,20 @@ pub async fn run(
     }
 
     // Commits: quarantine, then key index, then Silver.
-    let info = |part: &str| {
-        HashMap::from([(
-            "medallion".to_string(),
-            json!({
-                "run_id": ctx.run_id, "layer": "silver", "table": table.to_string(), "part": part,
-                "engine_version": medallion_core::run::ENGINE_VERSION,
-                "inputs": inputs,
-                "rows_read": metrics.rows_read, "rows_written": metrics.rows_written,
-                "rows_quarantined": metrics.rows_quarantined, "rows_dropped": metrics.rows_dropped,
-                "duplicates_removed": metrics.duplicates_removed, "rules": metrics.rules,
-                "definition": format!("{def_fp:016x}"), "mode": metrics.mode,
-            }),
-        )])
+    let info = |part: &str, record: Option<serde_json::Value>| {
+        let mut info = json!({
+            "run_id": ctx.run_id, "layer": "silver", "table": table.to_string(), "part": part,
+            "engine_version": medallion_core::run::ENGINE_VERSION,
+            "inputs": inputs,
+            "rows_read": metrics.rows_read, "rows_written": metrics.rows_written,
+            "rows_quarantined": metrics.rows_quarantined, "rows_dropped": metrics.rows_dropped,
+            "duplicates_removed": metrics.duplicates_removed, "rules": metrics.rules,
+            "definition": format!("{def_fp:016x}"), "mode": metrics.mode,
+        });
+        if let Some(record) = record {
+            info[runlog::COMMIT_INFO_KEY] = record;
+        }
+        HashMap::from([("medallion".to_string(), info)])
     };
     let input_txn = Transaction::new(input_app_id(&bronze_ref), decision.to);
     crash_points(table, "before_commit");
@@ -910,7 +971,7 @@ pub async fn run(
             &quarantine,
             actions,
             vec![input_txn.clone()],
-            info("quarantine"),
+            info("quarantine", None),
             append(),
             ctx.commit_retries,
         )
@@ -932,7 +993,7 @@ pub async fn run(
                 index,
                 actions,
                 vec![input_txn.clone()],
-                info("key_index"),
+                info("key_index", None),
                 append(),
                 ctx.commit_retries,
             )
@@ -970,11 +1031,16 @@ pub async fn run(
     } else {
         append()
     };
+    // The run's record, in the commit that completes it.
+    let finished_at = runlog::now();
+    let mut so_far = metrics.clone();
+    so_far.finished_at = Some(finished_at);
+    let run_record = record(pipeline, ctx, table, finished_at, &so_far, None);
     let version = commit(
         &silver,
         actions,
         txns,
-        info("rows"),
+        info("rows", Some(run_record.commit_info(true))),
         operation,
         ctx.commit_retries,
     )
@@ -986,6 +1052,7 @@ pub async fn run(
         .await
         .map_err(|e| storage_error(&silver_url, e))?;
     metrics.version = Some(version);
+    metrics.finished_at = Some(finished_at);
     metrics.quarantine_version = quarantine.version();
     metrics.seconds = started.elapsed().as_secs_f64();
     info!(table = %table, version, rows = metrics.rows_written, quarantined = metrics.rows_quarantined, duplicates = metrics.duplicates_removed, "committed");

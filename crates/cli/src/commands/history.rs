@@ -13,6 +13,26 @@ use serde_json::{Value, json};
 
 use crate::cli::{Global, OutputFormat};
 
+/// `history --rebuild`: replaces the run log by the one the Delta histories record.
+pub fn rebuild(global: &Global, format: OutputFormat) -> Result<(), Error> {
+    let pipeline = super::load(global)?;
+    let runtime = super::runtime()?;
+    let ctx = medallion_core::RunContext::new(pipeline.config.storage.commit_retries);
+    let report = runtime.block_on(medallion_core::runlog::rebuild(&pipeline, &ctx))?;
+    match format {
+        OutputFormat::Json => eprintln!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| Error::Other(e.to_string()))?
+        ),
+        OutputFormat::Text => eprintln!(
+            "run log rebuilt: {} table runs recovered from the Delta histories, {} kept from the \
+             previous log (runs that committed nothing), {} of the previous {} corrected",
+            report.from_commits, report.kept, report.corrected, report.previous
+        ),
+    }
+    Ok(())
+}
+
 pub fn run(
     global: &Global,
     table: Option<&str>,

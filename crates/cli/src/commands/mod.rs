@@ -54,12 +54,28 @@ pub fn run(cli: Cli) -> u8 {
             table,
             limit,
             format,
-        } => history::run(&cli.global, table.as_deref(), limit, format),
+            rebuild,
+        } => if rebuild {
+            history::rebuild(&cli.global, format)
+        } else {
+            Ok(())
+        }
+        .and_then(|()| history::run(&cli.global, table.as_deref(), limit, format)),
         Command::Lineage {
+            command: Some(command),
+            ..
+        } => lineage::trace(&cli.global, command),
+        Command::Lineage {
+            command: None,
             table,
             version,
             format,
-        } => lineage::run(&cli.global, &table, version, format),
+        } => lineage::run(
+            &cli.global,
+            table.as_deref().unwrap_or_default(),
+            version,
+            format,
+        ),
         Command::Schema => {
             print!("{}", medallion_config::json_schema());
             Ok(())

@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use futures::FutureExt;
 use medallion_bronze::BronzeMetrics;
 use medallion_config::Layer;
-use medallion_core::runlog::{self, RunRecord};
+use medallion_core::openlineage::{self, Emitter, Outcome};
+use medallion_core::runlog;
+use medallion_core::table::{arrow_schema, open_existing};
 use medallion_core::{Error, RunContext};
 use medallion_gold::{GoldMetrics, GoldOptions};
 use medallion_silver::{SilverMetrics, SilverOptions};
@@ -33,12 +35,18 @@ pub fn run(
     let mut bronze: Vec<BronzeMetrics> = Vec::new();
     let mut silver: Vec<SilverMetrics> = Vec::new();
     let mut gold: Vec<GoldMetrics> = Vec::new();
+    let mut lineage = Emitter::new(&pipeline);
     let result = runtime.block_on(async {
         // Bronze tables depend on nothing but their sources: they run at the same time.
         let landing: Vec<_> = tables.iter().filter(|t| t.layer == Layer::Bronze).collect();
+        if let Some(l) = lineage.as_mut() {
+            for table in &landing {
+                l.start(&pipeline, &ctx, table).await;
+            }
+        }
         let runs = landing.iter().map(|table| {
             let span = tracing::info_span!("table", run_id = %ctx.run_id, table = %table);
-            let started = chrono::Utc::now();
+            let started = runlog::now();
             medallion_bronze::run(&pipeline, table, &ctx)
                 .instrument(span)
                 .map(move |outcome| (*table, started, outcome))
@@ -46,7 +54,15 @@ pub fn run(
         let mut records = Vec::new();
         let mut first_error = None;
         for (table, started, outcome) in futures::future::join_all(runs).await {
-            records.push(bronze_record(&pipeline, &ctx, table, started, &outcome));
+            records.push(medallion_bronze::record(
+                &pipeline,
+                &ctx,
+                table,
+                started,
+                outcome.as_ref().ok(),
+                outcome.as_ref().err(),
+            ));
+            finish(&mut lineage, &pipeline, &ctx, table, &records, None).await;
             match outcome {
                 Ok(metrics) => bronze.push(metrics),
                 Err(e) => {
@@ -68,14 +84,24 @@ pub fn run(
         let mut failed = None;
         for table in tables.iter().filter(|t| t.layer == Layer::Silver) {
             let span = tracing::info_span!("table", run_id = %ctx.run_id, table = %table);
-            let started = chrono::Utc::now();
+            let started = runlog::now();
             let mut metrics = SilverMetrics::default();
+            if let Some(l) = lineage.as_mut() {
+                l.start(&pipeline, &ctx, table).await;
+            }
             let outcome = medallion_silver::run(&pipeline, table, &ctx, options, &mut metrics)
                 .instrument(span)
                 .await;
-            records.push(silver_record(
-                &pipeline, &ctx, table, started, &metrics, &outcome,
+            records.push(medallion_silver::record(
+                &pipeline,
+                &ctx,
+                table,
+                started,
+                &metrics,
+                outcome.as_ref().err(),
             ));
+            let rules = Some(&metrics.rules);
+            finish(&mut lineage, &pipeline, &ctx, table, &records, rules).await;
             silver.push(metrics);
             if let Err(e) = outcome {
                 failed = Some(e);
@@ -94,14 +120,23 @@ pub fn run(
         let mut failed = None;
         for table in tables.iter().filter(|t| t.layer == Layer::Gold) {
             let span = tracing::info_span!("table", run_id = %ctx.run_id, table = %table);
-            let started = chrono::Utc::now();
+            let started = runlog::now();
             let mut metrics = GoldMetrics::default();
+            if let Some(l) = lineage.as_mut() {
+                l.start(&pipeline, &ctx, table).await;
+            }
             let outcome = medallion_gold::run(&pipeline, table, &ctx, gold_options, &mut metrics)
                 .instrument(span)
                 .await;
-            records.push(gold_record(
-                &pipeline, &ctx, table, started, &metrics, &outcome,
+            records.push(medallion_gold::record(
+                &pipeline,
+                &ctx,
+                table,
+                started,
+                &metrics,
+                outcome.as_ref().err(),
             ));
+            finish(&mut lineage, &pipeline, &ctx, table, &records, None).await;
             gold.push(metrics);
             if let Err(e) = outcome {
                 failed = Some(e);
@@ -117,6 +152,12 @@ pub fn run(
         }
         Ok(())
     });
+    // The run's OpenLineage events, kept in the lakehouse whatever happened to the run.
+    if let Some(l) = lineage
+        && let Err(e) = runtime.block_on(l.close(&pipeline, &ctx))
+    {
+        tracing::warn!("OpenLineage events of the run not kept in the lakehouse: {e}");
+    }
     match format {
         OutputFormat::Json => {
             let report = serde_json::json!({ "run_id": ctx.run_id, "bronze": bronze, "silver": silver, "gold": gold });
@@ -138,45 +179,37 @@ pub fn run(
     result
 }
 
-/// The run-log row of one Bronze table run.
-fn bronze_record(
+/// The COMPLETE or FAIL event of the table run whose record is the last of `records`.
+async fn finish(
+    lineage: &mut Option<Emitter>,
     pipeline: &medallion_core::Pipeline,
     ctx: &RunContext,
     table: &medallion_config::TableRef,
-    started: chrono::DateTime<chrono::Utc>,
-    outcome: &Result<BronzeMetrics, Error>,
-) -> RunRecord {
-    let config = pipeline.config.bronze_table(&table.name);
-    let source = pipeline
-        .dag
-        .source_of(table)
-        .and_then(|s| pipeline.config.source(s));
-    let (status, error, m) = match outcome {
-        Ok(m) => ("succeeded", None, Some(m)),
-        Err(e) => ("failed", Some(e.to_string()), None),
+    records: &[runlog::RunRecord],
+    rules: Option<&std::collections::BTreeMap<String, u64>>,
+) {
+    let (Some(l), Some(record)) = (lineage.as_mut(), records.last()) else {
+        return;
     };
-    let count =
-        |f: fn(&BronzeMetrics) -> u64| m.map_or(0, |m| i64::try_from(f(m)).unwrap_or(i64::MAX));
-    RunRecord {
-        run_id: ctx.run_id.clone(),
-        layer: table.layer.to_string(),
-        table: table.to_string(),
-        status: status.to_string(),
-        error,
-        started_at: started,
-        finished_at: chrono::Utc::now(),
-        inputs: serde_json::json!({ "files": m.map(|m| m.files.iter().map(|f| f.path.clone()).collect::<Vec<_>>()) }).to_string(),
-        output_version: m.and_then(|m| m.version).and_then(|v| i64::try_from(v).ok()),
-        rows_read: count(|m| m.lines),
-        rows_written: count(|m| m.rows),
-        rows_quarantined: count(|m| m.quarantined),
-        rows_dropped: "{}".to_string(),
-        duplicates_removed: 0,
-        schema_changes: serde_json::json!(m.map(|m| m.new_columns.clone()).unwrap_or_default()).to_string(),
-        config_fingerprint: runlog::fingerprint(&(source, config)),
-        engine_version: medallion_core::run::ENGINE_VERSION.to_string(),
-        host: runlog::host(),
-    }
+    let schema = match open_existing(&pipeline.locations.table(table)).await {
+        Ok(Some(t)) => arrow_schema(&t)
+            .map(|s| {
+                s.fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), f.data_type().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let expectations = rules
+        .map(|r| openlineage::expectations(&pipeline.config, table, r))
+        .unwrap_or_default();
+    let outcome = Outcome {
+        schema,
+        expectations,
+    };
+    l.finish(pipeline, ctx, table, record, &outcome).await;
 }
 
 fn summary(run_id: &str, bronze: &[BronzeMetrics]) -> String {
@@ -218,49 +251,6 @@ fn summary(run_id: &str, bronze: &[BronzeMetrics]) -> String {
         }
     }
     out
-}
-
-/// The run-log row of one Silver table run.
-fn silver_record(
-    pipeline: &medallion_core::Pipeline,
-    ctx: &RunContext,
-    table: &medallion_config::TableRef,
-    started: chrono::DateTime<chrono::Utc>,
-    m: &SilverMetrics,
-    outcome: &Result<(), Error>,
-) -> RunRecord {
-    let config = pipeline.config.silver_table(&table.name);
-    let (status, error) = match outcome {
-        Ok(()) => ("succeeded", None),
-        Err(e) => ("failed", Some(e.to_string())),
-    };
-    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    RunRecord {
-        run_id: ctx.run_id.clone(),
-        layer: table.layer.to_string(),
-        table: table.to_string(),
-        status: status.to_string(),
-        error,
-        started_at: started,
-        finished_at: chrono::Utc::now(),
-        inputs: serde_json::json!({ m.input.clone(): { "from_version": m.from_version, "to_version": m.to_version, "mode": m.mode } }).to_string(),
-        output_version: m.version.and_then(|v| i64::try_from(v).ok()),
-        rows_read: count(m.rows_read),
-        rows_written: count(m.rows_written),
-        rows_quarantined: count(m.rows_quarantined),
-        rows_dropped: serde_json::json!(m.rules).to_string(),
-        duplicates_removed: count(m.duplicates_removed),
-        schema_changes: serde_json::json!(m
-            .new_columns
-            .iter()
-            .map(|c| format!("added {c}"))
-            .chain(m.widened_columns.iter().map(|c| format!("widened {c}")))
-            .collect::<Vec<_>>())
-        .to_string(),
-        config_fingerprint: runlog::fingerprint(&config),
-        engine_version: medallion_core::run::ENGINE_VERSION.to_string(),
-        host: runlog::host(),
-    }
 }
 
 fn silver_summary(silver: &[SilverMetrics]) -> String {
@@ -327,47 +317,6 @@ fn silver_summary(silver: &[SilverMetrics]) -> String {
         }
     }
     out
-}
-
-/// The run-log row of one Gold table run.
-fn gold_record(
-    pipeline: &medallion_core::Pipeline,
-    ctx: &RunContext,
-    table: &medallion_config::TableRef,
-    started: chrono::DateTime<chrono::Utc>,
-    m: &GoldMetrics,
-    outcome: &Result<(), Error>,
-) -> RunRecord {
-    let config = pipeline.config.gold_table(&table.name);
-    let (status, error) = match outcome {
-        Ok(()) => ("succeeded", None),
-        Err(e) => ("failed", Some(e.to_string())),
-    };
-    RunRecord {
-        run_id: ctx.run_id.clone(),
-        layer: table.layer.to_string(),
-        table: table.to_string(),
-        status: status.to_string(),
-        error,
-        started_at: started,
-        finished_at: chrono::Utc::now(),
-        inputs: serde_json::json!(m
-            .inputs
-            .iter()
-            .map(|(t, v)| (t.clone(), serde_json::json!({ "from_version": v.from, "to_version": v.to, "mode": m.mode, "dates_recomputed": m.dates_recomputed })))
-            .collect::<std::collections::BTreeMap<_, _>>())
-        .to_string(),
-        output_version: m.version.and_then(|v| i64::try_from(v).ok()),
-        rows_read: 0,
-        rows_written: i64::try_from(m.rows_written).unwrap_or(i64::MAX),
-        rows_quarantined: 0,
-        rows_dropped: "{}".to_string(),
-        duplicates_removed: 0,
-        schema_changes: "[]".to_string(),
-        config_fingerprint: runlog::fingerprint(&(config, &pipeline.config.attribution)),
-        engine_version: medallion_core::run::ENGINE_VERSION.to_string(),
-        host: runlog::host(),
-    }
 }
 
 fn gold_summary(gold: &[GoldMetrics]) -> String {
