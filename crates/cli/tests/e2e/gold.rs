@@ -1198,7 +1198,7 @@ fn gold_lineage_trace_reaches_the_raw_lines() {
     // A window function is not row-traceable: said plainly, the rows still listed.
     let config = tmp.path().join("ranked.yaml");
     let text = std::fs::read_to_string(&shipped).unwrap()
-        + "\n  ranked:\n    sql: \"SELECT date, channel, rank() OVER (PARTITION BY date ORDER BY conversions DESC) AS place FROM gold.channel_daily\"\n    key: [date, channel]\n    materialized: full\n";
+        + "\n  ranked:\n    sql: \"SELECT date, channel, rank() OVER (PARTITION BY date ORDER BY conversions DESC) AS place FROM gold.channel_daily\"\n    key: [date, channel]\n    materialized: full\n  daily_purchases:\n    sql: \"SELECT CAST(event_time AS DATE) AS date, count(*) AS purchases FROM silver.events WHERE event_type = 'purchase' GROUP BY CAST(event_time AS DATE)\"\n    key: [date]\n    materialized: full\n";
     std::fs::write(&config, text).unwrap();
     let out = medallion(&repo())
         .args(["run", "--config"])
@@ -1214,4 +1214,17 @@ fn gold_lineage_trace_reaches_the_raw_lines() {
     assert_eq!(t["traceable"], false, "{t}");
     assert!(t["note"].as_str().unwrap().contains("Window"), "{t}");
     assert!(!t["rows"].as_array().unwrap().is_empty());
+    // A SQL model over Silver, grouped by an expression: the Silver rows of the group.
+    let t = trace(&config, "gold.daily_purchases", "date = '2026-02-10'", &[]);
+    assert_eq!(t["traceable"], true, "{t}");
+    assert_eq!(t["rows"][0]["row"]["purchases"], 2, "{t}");
+    let mut got = sources(&t, 0);
+    got.sort_by(|a, b| a.2.cmp(&b.2));
+    assert_eq!(
+        got,
+        vec![
+            src(1, "row", events, "event_id=p-anon", None, feb, 15),
+            src(1, "row", events, "event_id=p-u1-a", None, feb, 14),
+        ]
+    );
 }
