@@ -10,10 +10,30 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    quiet_on_closed_stdout();
     let cli = cli::Cli::parse();
     logging::init(cli.global.log_format, cli.global.verbose, cli.global.quiet);
     let code = commands::run(cli);
     ExitCode::from(code)
+}
+
+/// Output piped into a reader that stops early (`| head`) makes `println!` fail with a broken
+/// pipe; like other command-line tools, the process then ends quietly instead of reporting
+/// a panic.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 /// glibc gives threads their own malloc arenas (up to eight per core), and each keeps the
