@@ -662,11 +662,13 @@ impl Compiler<'_> {
         if let Some(ol) = &self.config.lineage.openlineage
             && ol.file.is_none()
             && ol.url.is_none()
+            && std::env::var_os("OPENLINEAGE_URL").is_none()
         {
             self.warn(
                 Loc::default(),
                 "lineage.openlineage",
-                "OpenLineage is configured with neither `file` nor `url`: no events will be sent",
+                "OpenLineage is configured with neither `file` nor `url` (and OPENLINEAGE_URL is not set): \
+                 events are only kept in the lakehouse, under _system/openlineage",
             );
         }
     }
