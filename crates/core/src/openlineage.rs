@@ -148,13 +148,7 @@ impl Emitter {
 
     /// The START event of a table run.
     pub async fn start(&mut self, pipeline: &Pipeline, ctx: &RunContext, table: &TableRef) {
-        let event = self.event(
-            pipeline,
-            ctx,
-            table,
-            "START",
-            ctx.started_at.max(Utc::now()),
-        );
+        let event = self.event(pipeline, ctx, table, "START", Utc::now());
         self.emit(event).await;
     }
 

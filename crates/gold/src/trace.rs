@@ -510,30 +510,7 @@ impl Tracer<'_> {
                     ),
                 )
                 .await?;
-                let mut spent = 0.0;
-                for r in &rows {
-                    spent += r
-                        .get("spend_usd")
-                        .and_then(Value::as_f64)
-                        .unwrap_or_default();
-                    let o = Origin::of(r);
-                    sources.push(SourceRow {
-                        table: spend.clone(),
-                        role: "spend".into(),
-                        key: format!(
-                            "date={}, platform={}, campaign_id={}",
-                            text(r, "date").unwrap_or_default(),
-                            text(r, "platform").unwrap_or_default(),
-                            text(r, "campaign_id").unwrap_or_default()
-                        ),
-                        credit: None,
-                        via: None,
-                        bronze_version: o.bronze_version,
-                        file: o.file,
-                        line: o.line,
-                        raw: None,
-                    });
-                }
+                let spent = spend_sources(&spend, &rows, &mut sources);
                 let filter = format!("CAST(event_time AS DATE) = {date}");
                 let (mut conversions, mut revenue) = (0i64, 0.0);
                 for c in self.credited(&events, &filter).await? {
@@ -628,30 +605,7 @@ impl Tracer<'_> {
                     ),
                 )
                 .await?;
-                let mut spent = 0.0;
-                for r in &rows {
-                    spent += r
-                        .get("spend_usd")
-                        .and_then(Value::as_f64)
-                        .unwrap_or_default();
-                    let o = Origin::of(r);
-                    sources.push(SourceRow {
-                        table: spend.clone(),
-                        role: "spend".into(),
-                        key: format!(
-                            "date={}, platform={}, campaign_id={}",
-                            text(r, "date").unwrap_or_default(),
-                            text(r, "platform").unwrap_or_default(),
-                            text(r, "campaign_id").unwrap_or_default()
-                        ),
-                        credit: None,
-                        via: None,
-                        bronze_version: o.bronze_version,
-                        file: o.file,
-                        line: o.line,
-                        raw: None,
-                    });
-                }
+                let spent = spend_sources(&spend, &rows, &mut sources);
                 check = Some(agreement(
                     &row,
                     &[("new_customers", customers as f64), ("spend_usd", spent)],
@@ -904,6 +858,35 @@ fn raw_lines(bytes: &[u8], wanted: &BTreeSet<i64>) -> Vec<(i64, String)> {
         }
     }
     out
+}
+
+/// Ad-spend rows as sources; returns their total spend.
+fn spend_sources(table: &str, rows: &[Map<String, Value>], out: &mut Vec<SourceRow>) -> f64 {
+    let mut spent = 0.0;
+    for r in rows {
+        spent += r
+            .get("spend_usd")
+            .and_then(Value::as_f64)
+            .unwrap_or_default();
+        let o = Origin::of(r);
+        out.push(SourceRow {
+            table: table.to_string(),
+            role: "spend".into(),
+            key: format!(
+                "date={}, platform={}, campaign_id={}",
+                text(r, "date").unwrap_or_default(),
+                text(r, "platform").unwrap_or_default(),
+                text(r, "campaign_id").unwrap_or_default()
+            ),
+            credit: None,
+            via: None,
+            bronze_version: o.bronze_version,
+            file: o.file,
+            line: o.line,
+            raw: None,
+        });
+    }
+    spent
 }
 
 /// The row's figures recomputed from its sources, and whether they agree with the row
