@@ -662,11 +662,26 @@ impl Tracer<'_> {
                 .map_err(|e| Untraceable(e.to_string()))?;
             let schema = shape.input.schema().clone();
             let mut sources = Vec::new();
+            // A joined row of a dimension shows up with every row it joined: listed once.
+            let mut seen = std::collections::HashSet::new();
             for batch in &batches {
                 let rows = to_json_qualified(batch, &schema)?;
                 for r in rows {
                     for scan in &shape.scans {
-                        sources.extend(self.scan_sources(scan, &r).await?);
+                        for source in self.scan_sources(scan, &r).await? {
+                            let identity = format!(
+                                "{}|{}|{:?}|{:?}|{:?}|{}",
+                                source.table,
+                                source.key,
+                                source.file,
+                                source.line,
+                                source.via,
+                                source.role
+                            );
+                            if seen.insert(identity) {
+                                sources.push(source);
+                            }
+                        }
                     }
                 }
             }

@@ -1198,7 +1198,7 @@ fn gold_lineage_trace_reaches_the_raw_lines() {
     // A window function is not row-traceable: said plainly, the rows still listed.
     let config = tmp.path().join("ranked.yaml");
     let text = std::fs::read_to_string(&shipped).unwrap()
-        + "\n  ranked:\n    sql: \"SELECT date, channel, rank() OVER (PARTITION BY date ORDER BY conversions DESC) AS place FROM gold.channel_daily\"\n    key: [date, channel]\n    materialized: full\n  daily_purchases:\n    sql: \"SELECT CAST(event_time AS DATE) AS date, count(*) AS purchases FROM silver.events WHERE event_type = 'purchase' GROUP BY CAST(event_time AS DATE)\"\n    key: [date]\n    materialized: full\n";
+        + "\n  ranked:\n    sql: \"SELECT date, channel, rank() OVER (PARTITION BY date ORDER BY conversions DESC) AS place FROM gold.channel_daily\"\n    key: [date, channel]\n    materialized: full\n  daily_purchases:\n    sql: \"SELECT CAST(event_time AS DATE) AS date, count(*) AS purchases FROM silver.events WHERE event_type = 'purchase' GROUP BY CAST(event_time AS DATE)\"\n    key: [date]\n    materialized: full\n  clicks_by_channel:\n    sql: \"SELECT e.event_date AS date, c.channel, count(*) AS clicks FROM silver.events e JOIN silver.campaigns c ON e.campaign_id = c.campaign_id WHERE e.event_type = 'click' GROUP BY e.event_date, c.channel\"\n    key: [date, channel]\n    materialized: full\n";
     std::fs::write(&config, text).unwrap();
     let out = medallion(&repo())
         .args(["run", "--config"])
@@ -1225,6 +1225,31 @@ fn gold_lineage_trace_reaches_the_raw_lines() {
         vec![
             src(1, "row", events, "event_id=p-anon", None, feb, 15),
             src(1, "row", events, "event_id=p-u1-a", None, feb, 14),
+        ]
+    );
+    // A join: the clicks of the day on c2 and the campaign row they joined, listed once.
+    let t = trace(
+        &config,
+        "gold.clicks_by_channel",
+        "date = '2026-02-10' AND channel = 'paid_search'",
+        &[],
+    );
+    assert_eq!(t["rows"][0]["row"]["clicks"], 1, "{t}");
+    let mut got = sources(&t, 0);
+    got.sort_by(|a, b| a.2.cmp(&b.2));
+    assert_eq!(
+        got,
+        vec![
+            src(
+                1,
+                "row",
+                "silver.campaigns",
+                "campaign_id=c2",
+                None,
+                "campaigns/campaigns.csv",
+                3
+            ),
+            src(1, "row", events, "event_id=u1-t9", None, feb, 12),
         ]
     );
 }
