@@ -169,9 +169,10 @@ def test_the_pipeline_on_s3_equals_the_local_one(tmp_path, s3):
     # A trace reads the raw lines from the landing bucket.
     trace = json.loads(medallion("--root", "s3://lake/lakehouse", "--landing", "s3://lake/landing/",
                                  "lineage", "trace", "gold.attribution", "--where",
-                                 "model = 'last_touch' AND channel <> 'direct'", "--limit", "100000",
+                                 "model = 'last_touch' AND channel <> 'direct' AND date = (SELECT min(date) "
+                                 "FROM gold.attribution WHERE model = 'last_touch' AND channel <> 'direct')",
                                  "--max-sources", "3", "--format", "json", env=env).stdout)
-    sources = [s for r in trace["rows"][:20] for s in r["sources"]]
+    sources = [s for r in trace["rows"] for s in r["sources"]]
     assert sources and all(s["raw"] and s["raw"].startswith("{") for s in sources)
     outputs.append(rerun)
 
@@ -185,5 +186,17 @@ def test_a_missing_bucket_is_a_clear_error(tmp_path, s3):
     env, _ = s3
     out = medallion("--root", "s3://no-such-bucket/lakehouse", "--landing", "s3://no-such-bucket/landing/",
                     "run", "--layer", "bronze", env=env, code=1)
-    assert "no-such-bucket" in out.stderr
+    assert "the bucket `no-such-bucket` does not exist" in out.stderr
+    assert SECRET not in out.stderr + out.stdout
+
+
+def test_an_unreachable_endpoint_is_a_clear_error_after_retries(s3):
+    env, _ = s3
+    env = dict(env, AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}")
+    started = time.time()
+    out = medallion("--root", "s3://lake/lakehouse", "--landing", "s3://lake/landing/",
+                    "run", "--layer", "bronze", env=env, code=1)
+    assert "cannot be reached" in out.stderr
+    assert "after 10 retries" in out.stderr  # the store retried with backoff before giving up
+    assert time.time() - started < 120
     assert SECRET not in out.stderr + out.stdout

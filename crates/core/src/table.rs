@@ -41,7 +41,41 @@ pub fn table_properties(storage: &Storage) -> HashMap<String, Option<String>> {
 
 /// A storage error with the table it concerns.
 pub fn storage_error(url: &Url, e: impl std::fmt::Display) -> Error {
-    Error::Storage(format!("{}: {e}", redacted(url)))
+    let detail = e.to_string();
+    match explain(url, &detail) {
+        Some(plain) => Error::Storage(format!("{plain} ({}: {detail})", redacted(url))),
+        None => Error::Storage(format!("{}: {detail}", redacted(url))),
+    }
+}
+
+/// A plain statement of the usual object-store failures, from the store's error text.
+fn explain(url: &Url, detail: &str) -> Option<String> {
+    let bucket = url.host_str().unwrap_or_default();
+    let has = |needle: &str| detail.contains(needle);
+    if has("NoSuchBucket") {
+        Some(format!("the bucket `{bucket}` does not exist"))
+    } else if has("InvalidAccessKeyId") || has("SignatureDoesNotMatch") || has("InvalidToken") {
+        Some(format!(
+            "the credentials were refused by the store of `{bucket}` (check AWS_ACCESS_KEY_ID, \
+             AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN or the pod/instance role)"
+        ))
+    } else if has("AccessDenied") || has("403 Forbidden") {
+        Some(format!(
+            "access to `{bucket}` was denied: the credentials lack a permission on this prefix"
+        ))
+    } else if has("Connection refused")
+        || has("error sending request")
+        || has("dns error")
+        || has("error trying to connect")
+        || has("client error (Connect)")
+    {
+        Some(format!(
+            "the object store of `{bucket}` cannot be reached (check AWS_ENDPOINT_URL, the network \
+             and the region)"
+        ))
+    } else {
+        None
+    }
 }
 
 /// Opens the table at `url`, creating it with `schema` when it does not exist yet. A
