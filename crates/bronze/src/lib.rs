@@ -121,6 +121,8 @@ pub struct BronzeMetrics {
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
     /// When its last commit was made.
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The shard of the landed files this job ingested (`I/N`), if the files were split.
+    pub shard: Option<String>,
     /// Wall time.
     pub seconds: f64,
 }
@@ -162,7 +164,11 @@ pub fn record(
     if let Some(m) = metrics {
         r.finished_at = m.finished_at.unwrap_or_else(runlog::now);
         let files: Vec<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
-        r.inputs = json!({ "files": files }).to_string();
+        r.inputs = match &m.shard {
+            Some(shard) => json!({ "files": files, "shard": shard }),
+            None => json!({ "files": files }),
+        }
+        .to_string();
         r.output_version = m.version.and_then(|v| i64::try_from(v).ok());
         r.rows_read = runlog::count(m.lines);
         r.rows_written = runlog::count(m.rows);
@@ -277,7 +283,11 @@ pub async fn run(pipeline: &Pipeline, table: &TableRef, ctx: &RunContext) -> Res
         started_at: Some(runlog::now()),
         ..BronzeMetrics::default()
     };
-    let files = discover::list(store.as_ref(), &prefix, &root).await?;
+    let mut files = discover::list(store.as_ref(), &prefix, &root).await?;
+    if let Some(shard) = ctx.shard {
+        files.retain(|f| shard.owns(&f.relative));
+        metrics.shard = Some(shard.to_string());
+    }
     let mut todo: Vec<(LandingFile, bool)> = Vec::new();
     for file in files {
         match discover::state(Some(&bronze), &file).await? {

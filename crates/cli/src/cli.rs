@@ -123,6 +123,11 @@ pub enum Command {
         /// Backfill: the last date (inclusive) to recompute.
         #[arg(long, value_name = "DATE", requires = "from", value_parser = parse_date)]
         to: Option<i32>,
+        /// Ingest only shard I of N of the landed files (Bronze; e.g. a Kubernetes Indexed
+        /// Job's `--shard $(JOB_COMPLETION_INDEX)/4`). Files are split by a hash of their
+        /// path, so any layout of shards, run any number of times, ingests each file once.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<medallion_core::Shard>,
     },
     /// Write realistic sample landing data (deterministic for a seed).
     Generate {

@@ -20,4 +20,4 @@ pub mod table;
 
 pub use error::{Error, Result};
 pub use pipeline::Pipeline;
-pub use run::RunContext;
+pub use run::{RunContext, Shard};

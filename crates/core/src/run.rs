@@ -11,6 +11,47 @@ pub struct RunContext {
     pub started_at: DateTime<Utc>,
     /// Commit attempts after an optimistic-concurrency conflict.
     pub commit_retries: usize,
+    /// The part of the landed files this job ingests (Bronze), when jobs split them.
+    pub shard: Option<Shard>,
+}
+
+/// Shard `index` of `count`: a landed file belongs to the shard its path hashes to, so any
+/// number of jobs with the same `count` split the files the same way, whatever each lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This job's shard, from 0.
+    pub index: u32,
+    /// How many shards.
+    pub count: u32,
+}
+
+impl Shard {
+    /// Whether the landed file at `relative` (path under the landing prefix) is this shard's.
+    pub fn owns(&self, relative: &str) -> bool {
+        crate::columns::fnv64(relative.as_bytes()) % u64::from(self.count) == u64::from(self.index)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    /// `I/N` with 0 ≤ I < N.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not a shard: use I/N with 0 <= I < N (e.g. 0/4)");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let index: u32 = i.trim().parse().map_err(|_| bad())?;
+        let count: u32 = n.trim().parse().map_err(|_| bad())?;
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Self { index, count })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
 }
 
 impl RunContext {
@@ -22,6 +63,7 @@ impl RunContext {
             run_id: format!("{}-{}", started_at.format("%Y%m%dT%H%M%SZ"), &random[..8]),
             started_at,
             commit_retries: commit_retries as usize,
+            shard: None,
         }
     }
 }

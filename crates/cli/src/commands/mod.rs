@@ -25,9 +25,11 @@ pub fn run(cli: Cli) -> u8 {
             forward_only,
             from,
             to,
+            shard,
         } => run::run(
             &cli.global,
             &select,
+            shard,
             format,
             medallion_silver::SilverOptions {
                 full_refresh,

@@ -18,6 +18,7 @@ use crate::cli::{Global, OutputFormat, Selection};
 pub fn run(
     global: &Global,
     select: &Selection,
+    shard: Option<medallion_core::Shard>,
     format: OutputFormat,
     options: SilverOptions,
     gold_options: GoldOptions,
@@ -29,7 +30,16 @@ pub fn run(
     }
     let pipeline = super::load(global)?;
     let tables = pipeline.select(select.layer, &select.tables)?;
-    let ctx = RunContext::new(pipeline.config.storage.commit_retries);
+    if let Some(shard) = shard
+        && let Some(other) = tables.iter().find(|t| t.layer != Layer::Bronze)
+    {
+        return Err(Error::Usage(format!(
+            "--shard {shard} splits landed files between Bronze jobs; `{other}` is not a Bronze \
+             table (add --layer bronze)"
+        )));
+    }
+    let mut ctx = RunContext::new(pipeline.config.storage.commit_retries);
+    ctx.shard = shard;
     tracing::info!(run_id = %ctx.run_id, tables = tables.len(), "run started");
     let runtime = super::runtime()?;
     let mut bronze: Vec<BronzeMetrics> = Vec::new();

@@ -868,3 +868,134 @@ fn a_failed_table_run_is_in_the_run_log() {
         "nothing committed"
     );
 }
+
+/// `--shard I/N` splits the landed files between Bronze jobs by a hash of their path: shards
+/// of any layout, run in any order, again, or at the same time as other layouts, ingest every
+/// file exactly once, and give the rows one unsharded job gives.
+#[test]
+fn shard_layouts_give_the_rows_of_one_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let landing = tmp.path().join("landing");
+    let out = medallion(tmp.path())
+        .args([
+            "generate",
+            "--events",
+            "24000",
+            "--events-per-file",
+            "2000",
+            "--seed",
+            "12",
+            "--out",
+        ])
+        .arg(&landing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let job = |root: &Path, shard: Option<&str>| {
+        let mut c = medallion(&repo());
+        c.args(["run", "--layer", "bronze", "--format", "json", "--root"])
+            .arg(root)
+            .arg("--landing")
+            .arg(&landing);
+        if let Some(s) = shard {
+            c.args(["--shard", s]);
+        }
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+    let finish = |child: std::process::Child| -> Vec<String> {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        report["bronze"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|t| t["files"].as_array().unwrap().iter())
+            .map(|f| f["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The content of every Bronze table and quarantine, without run metadata.
+    let content = |root: &Path| -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        for t in ["events", "ad_spend", "campaigns", "fx_rates"] {
+            for dir in [
+                root.join("bronze").join(t),
+                root.join("bronze/_quarantine").join(t),
+            ] {
+                if !dir.join("_delta_log").exists() {
+                    out.push(Vec::new());
+                    continue;
+                }
+                let keep: Vec<String> = crate::delta::columns(&dir)
+                    .into_iter()
+                    .filter(|c| c != "_run_id" && c != "_ingested_at")
+                    .map(|c| format!("\"{c}\""))
+                    .collect();
+                out.push(rows(
+                    &dir,
+                    &format!(
+                        "SELECT {} FROM t ORDER BY _source_file, _source_line",
+                        keep.join(", ")
+                    ),
+                ));
+            }
+        }
+        out
+    };
+
+    let single = tmp.path().join("single");
+    let all_files = finish(job(&single, None).spawn().unwrap());
+    let expected = content(&single);
+    assert!(all_files.len() >= 15, "{all_files:?}");
+
+    // Three shards one after the other, out of order; each file in exactly one shard.
+    let three = tmp.path().join("three");
+    let mut seen: Vec<String> = Vec::new();
+    for s in ["2/3", "0/3", "1/3"] {
+        let files = finish(job(&three, Some(s)).spawn().unwrap());
+        assert!(!files.is_empty(), "shard {s} got no file");
+        seen.extend(files);
+    }
+    seen.sort();
+    let mut all = all_files.clone();
+    all.sort();
+    assert_eq!(seen, all, "the three shards split the files");
+    // A shard run again ingests nothing.
+    assert!(finish(job(&three, Some("1/3")).spawn().unwrap()).is_empty());
+    assert_eq!(content(&three), expected, "three shards");
+
+    // Four shards at once, then two more layouts over the same lake while it fills.
+    let mixed = tmp.path().join("mixed");
+    let children: Vec<_> = ["0/4", "1/4", "2/4", "3/4", "1/2"]
+        .iter()
+        .map(|s| job(&mixed, Some(s)).spawn().unwrap())
+        .collect();
+    let mut seen: Vec<String> = children.into_iter().flat_map(finish).collect();
+    seen.extend(finish(job(&mixed, Some("0/2")).spawn().unwrap()));
+    seen.sort();
+    assert_eq!(
+        seen, all,
+        "every file reported once, by the job that committed it"
+    );
+    assert_eq!(content(&mixed), expected, "overlapping layouts at once");
+
+    // Bad shards and shards outside Bronze are usage errors.
+    for (args, message) in [
+        (vec!["--shard", "3/3", "--layer", "bronze"], "not a shard"),
+        (vec!["--shard", "0/2"], "not a Bronze table"),
+    ] {
+        let out = medallion(&repo())
+            .arg("run")
+            .args(&args)
+            .arg("--root")
+            .arg(&single)
+            .arg("--landing")
+            .arg(&landing)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+    }
+}
