@@ -200,3 +200,63 @@ def test_an_unreachable_endpoint_is_a_clear_error_after_retries(s3):
     assert "after 10 retries" in out.stderr  # the store retried with backoff before giving up
     assert time.time() - started < 120
     assert SECRET not in out.stderr + out.stdout
+
+
+def spawn(*args, env):
+    return subprocess.Popen([BIN, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+def settle(children):
+    """Waits for concurrent jobs: each exits 0, or 1 with a message saying another job got
+    there first (a re-run completes it)."""
+    codes = []
+    for child in children:
+        out, err = child.communicate(timeout=600)
+        assert child.returncode in (0, 1), err[-3000:]
+        if child.returncode == 1:
+            assert "another job" in err or "conflict" in err.lower(), err[-3000:]
+        assert SECRET not in out + err
+        codes.append(child.returncode)
+    return codes
+
+
+@pytest.mark.parametrize("jobs", [4, 8])
+def test_concurrent_jobs_on_s3_account_for_every_line_once(tmp_path, s3, jobs):
+    env, client = s3
+    bucket = f"concurrent-{jobs}"
+    client.create_bucket(Bucket=bucket)
+    generated = tmp_path / "generated"
+    medallion("generate", "--events", "16000", "--events-per-file", "1000", "--seed", "33",
+              "--out", str(generated), env=env)
+    files = sorted(str(p.relative_to(generated)) for p in generated.rglob("*") if p.is_file())
+    upload(client, bucket, generated, "landing", files)
+    local = tmp_path / "lake"
+    medallion("--root", str(local), "--landing", str(generated), "run", "--layer", "bronze", env=env)
+    medallion("--root", str(local), "--landing", str(generated), "run", "--layer", "silver", env=env)
+
+    where = ["--root", f"s3://{bucket}/lakehouse", "--landing", f"s3://{bucket}/landing/"]
+    settle([spawn(*where, "run", "--layer", "bronze", env=env) for _ in range(jobs)])
+    medallion(*where, "run", "--layer", "bronze", env=env)  # a re-run completes anything left
+    options = storage_options(env)
+    for table in ["bronze/events", "bronze/ad_spend", "bronze/campaigns", "bronze/fx_rates",
+                  "bronze/_quarantine/events"]:
+        remote, _ = rows(f"s3://{bucket}/lakehouse/{table}", options)
+        here, _ = rows(str(local / table))
+        assert same_rows(remote, here), table
+    # Two Silver jobs at once: no key twice, and the same keys as one job. (Which of several
+    # rows with one key survives follows the order Bronze committed the files in, which
+    # concurrent Bronze jobs choose; so rows are compared by key.)
+    settle([spawn(*where, "run", "--layer", "silver", env=env) for _ in range(2)])
+    medallion(*where, "run", "--layer", "silver", env=env)
+    for table, key in [("silver/events", ["event_id"]),
+                       ("silver/ad_spend", ["date", "platform", "campaign_id"]),
+                       ("silver/campaigns", ["campaign_id"])]:
+        remote = DeltaTable(f"s3://{bucket}/lakehouse/{table}", storage_options=options).to_pyarrow_table()
+        here = DeltaTable(str(local / table)).to_pyarrow_table()
+        keys = list(zip(*(remote.column(k).to_pylist() for k in key)))
+        assert len(keys) == len(set(keys)), f"{table}: a key twice"
+        assert sorted(keys, key=str) == sorted(zip(*(here.column(k).to_pylist() for k in key)), key=str), table
+    quarantined = DeltaTable(f"s3://{bucket}/lakehouse/silver/_quarantine/events",
+                             storage_options=options).to_pyarrow_table().num_rows
+    assert quarantined == DeltaTable(str(local / "silver/_quarantine/events")).to_pyarrow_table().num_rows

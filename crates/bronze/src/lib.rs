@@ -31,7 +31,7 @@ use medallion_config::{Layer, OnChangedFile, Source, TableRef};
 use medallion_core::faults::crash_point;
 use medallion_core::runlog::{self, RunRecord};
 use medallion_core::table::{
-    arrow_schema, commit, kernel_schema, open_existing, open_or_create, storage_error,
+    arrow_schema, commit, is_conflict, kernel_schema, open_existing, open_or_create, storage_error,
     table_properties,
 };
 use medallion_core::{Error, Pipeline, Result, RunContext};
@@ -381,17 +381,6 @@ pub async fn run(pipeline: &Pipeline, table: &TableRef, ctx: &RunContext) -> Res
 
 /// Attempts at committing a group when other jobs commit to the same tables meanwhile.
 const CONFLICT_ATTEMPTS: usize = 8;
-
-/// Whether a commit failed because another writer committed first in a way that conflicts.
-fn is_conflict(e: &deltalake::DeltaTableError) -> bool {
-    use deltalake::kernel::transaction::TransactionError;
-    matches!(
-        e,
-        deltalake::DeltaTableError::Transaction {
-            source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_)
-        }
-    )
-}
 
 /// A group of read files waiting to be committed.
 struct Pending {

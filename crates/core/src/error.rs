@@ -19,6 +19,10 @@ pub enum Error {
     /// Reading or writing storage failed.
     #[error("storage: {0}")]
     Storage(String),
+    /// Another job committed to the same table first, in a way this run's commit conflicts
+    /// with; running the table again from its new state completes it.
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -30,7 +34,7 @@ impl Error {
         match self {
             Error::Config(_) | Error::Usage(_) => 2,
             Error::DataQuality(_) => 3,
-            Error::Storage(_) | Error::Other(_) => 1,
+            Error::Storage(_) | Error::Conflict(_) | Error::Other(_) => 1,
         }
     }
 }

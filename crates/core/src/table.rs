@@ -48,6 +48,30 @@ pub fn storage_error(url: &Url, e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// Whether a commit failed because another writer committed first in a way that conflicts.
+pub fn is_conflict(e: &deltalake::DeltaTableError) -> bool {
+    use deltalake::kernel::transaction::TransactionError;
+    matches!(
+        e,
+        deltalake::DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_)
+        }
+    )
+}
+
+/// The error of a failed commit to `url`: a conflict with another job, or a storage failure;
+/// `after` says what state the failure leaves.
+pub fn commit_error(url: &Url, e: &deltalake::DeltaTableError, after: &str) -> Error {
+    if is_conflict(e) {
+        Error::Conflict(format!(
+            "another job committed to {} at the same time ({e}); {after}",
+            redacted(url)
+        ))
+    } else {
+        Error::Storage(format!("commit to {} failed: {e}; {after}", redacted(url)))
+    }
+}
+
 /// A plain statement of the usual object-store failures, from the store's error text.
 fn explain(url: &Url, detail: &str) -> Option<String> {
     let bucket = url.host_str().unwrap_or_default();

@@ -783,10 +783,11 @@ pub async fn run(
     let version = commit(&gold, actions, txns, info, operation, ctx.commit_retries)
         .await
         .map_err(|e| {
-            Error::Storage(format!(
-                "commit to {} failed: {e}; nothing was changed, a re-run completes it",
-                medallion_core::storage::redacted(&url)
-            ))
+            medallion_core::table::commit_error(
+                &url,
+                &e,
+                "nothing was changed, a re-run completes it",
+            )
         })?;
     crash_point("gold.after_commit");
     crash_point(&format!("{table}.after_commit"));

@@ -1075,10 +1075,11 @@ fn append() -> DeltaOperation {
 }
 
 fn commit_error(url: &url::Url, e: deltalake::DeltaTableError) -> Error {
-    Error::Storage(format!(
-        "commit to {} failed: {e}; nothing of the uncommitted part was kept, a re-run completes it",
-        medallion_core::storage::redacted(url)
-    ))
+    medallion_core::table::commit_error(
+        url,
+        &e,
+        "nothing of the uncommitted part was kept, a re-run completes it",
+    )
 }
 
 /// The lookup fingerprints to record, by lookup name.

@@ -15,6 +15,11 @@ use tracing::Instrument;
 
 use crate::cli::{Global, OutputFormat, Selection};
 
+/// Runs of a Silver or Gold table when another job's commit conflicts with its own: each
+/// starts again from the table's new state (commits are idempotent, so that is exactly a
+/// re-run; usually the other job did the work and the table is up to date).
+const CONFLICT_RERUNS: u32 = 4;
+
 pub fn run(
     global: &Global,
     select: &Selection,
@@ -99,9 +104,19 @@ pub fn run(
             if let Some(l) = lineage.as_mut() {
                 l.start(&pipeline, &ctx, table).await;
             }
-            let outcome = medallion_silver::run(&pipeline, table, &ctx, options, &mut metrics)
-                .instrument(span)
-                .await;
+            let mut attempt = 1;
+            let outcome = loop {
+                let outcome = medallion_silver::run(&pipeline, table, &ctx, options, &mut metrics)
+                    .instrument(span.clone())
+                    .await;
+                match outcome {
+                    Err(Error::Conflict(why)) if attempt < CONFLICT_RERUNS => {
+                        tracing::warn!(table = %table, attempt, "{why}: running the table again from its new state");
+                        attempt += 1;
+                    }
+                    other => break other,
+                }
+            };
             records.push(medallion_silver::record(
                 &pipeline,
                 &ctx,
@@ -135,9 +150,20 @@ pub fn run(
             if let Some(l) = lineage.as_mut() {
                 l.start(&pipeline, &ctx, table).await;
             }
-            let outcome = medallion_gold::run(&pipeline, table, &ctx, gold_options, &mut metrics)
-                .instrument(span)
-                .await;
+            let mut attempt = 1;
+            let outcome = loop {
+                let outcome =
+                    medallion_gold::run(&pipeline, table, &ctx, gold_options, &mut metrics)
+                        .instrument(span.clone())
+                        .await;
+                match outcome {
+                    Err(Error::Conflict(why)) if attempt < CONFLICT_RERUNS => {
+                        tracing::warn!(table = %table, attempt, "{why}: running the table again from its new state");
+                        attempt += 1;
+                    }
+                    other => break other,
+                }
+            };
             records.push(medallion_gold::record(
                 &pipeline,
                 &ctx,
