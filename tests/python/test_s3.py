@@ -372,3 +372,53 @@ def test_a_store_failing_mid_run_is_retried_and_converges(tmp_path, s3):
     # Once the store is healthy again, a re-run converges to a clean run.
     medallion(*where, "run", env=env)
     assert_same_outcome(bucket, "lake", local, options)
+
+
+def test_wrong_credentials_are_a_clear_error_and_never_printed(tmp_path):
+    """A server with authentication on (moto enforces IAM after its first actions): right
+    keys work, a wrong secret or an unknown key is refused with a plain message."""
+    port = free_port()
+    server = subprocess.Popen(
+        [os.path.join(os.path.dirname(sys.executable), "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="5"),
+    )
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(endpoint, timeout=1)
+                break
+            except Exception:
+                assert time.time() < deadline
+                time.sleep(0.1)
+        admin = dict(endpoint_url=endpoint, aws_access_key_id="admin", aws_secret_access_key="admin",
+                     region_name="us-east-1")
+        boto3.client("s3", **admin).create_bucket(Bucket="auth")
+        iam = boto3.client("iam", **admin)
+        iam.create_user(UserName="bronze")
+        iam.put_user_policy(UserName="bronze", PolicyName="s3", PolicyDocument=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+        }))
+        key = iam.create_access_key(UserName="bronze")["AccessKey"]  # 5 unauthenticated actions with the readiness probe: auth is on from here
+        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key["AccessKeyId"],
+                          aws_secret_access_key=key["SecretAccessKey"], region_name="us-east-1")
+        generated = tmp_path / "generated"
+        medallion("generate", "--events", "1000", "--seed", "3", "--out", str(generated), env=dict(os.environ))
+        files = sorted(str(p.relative_to(generated)) for p in generated.rglob("*") if p.is_file())
+        upload(s3, "auth", generated, "landing", files)
+        base = dict(os.environ, AWS_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint, AWS_ALLOW_HTTP="true",
+                    AWS_ACCESS_KEY_ID=key["AccessKeyId"])
+        where = ["--root", "s3://auth/lake", "--landing", "s3://auth/landing/", "run", "--layer", "bronze"]
+        good = medallion(*where, env=dict(base, AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"]))
+        assert key["SecretAccessKey"] not in good.stdout + good.stderr
+        for env in [dict(base, AWS_SECRET_ACCESS_KEY=SECRET),
+                    dict(base, AWS_ACCESS_KEY_ID="AKIAUNKNOWNKEY000000", AWS_SECRET_ACCESS_KEY=SECRET)]:
+            bad = medallion(*where, env=env, code=1)
+            assert "the credentials were refused by the store of `auth`" in bad.stderr, bad.stderr[-2000:]
+            assert SECRET not in bad.stdout + bad.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
