@@ -7,8 +7,8 @@ cd "$REPO"
 total=$SECONDS
 
 step "cargo fmt --check" cargo fmt --all -- --check
-step "cargo clippy (all targets, warnings are errors)" \
-  cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo clippy (all targets and features, warnings are errors)" \
+  cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then
   step "tests (cargo nextest)" cargo nextest run --workspace --locked --no-fail-fast
 else

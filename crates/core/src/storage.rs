@@ -96,7 +96,17 @@ pub fn parse_location(text: &str, what: &str) -> Result<Url> {
             .map_err(|()| Error::Usage(format!("the {what} `{text}` is not a usable path")))?
     };
     match url.scheme() {
-        "file" | "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" => {}
+        "file" | "s3" | "s3a" => {}
+        "gs" if cfg!(feature = "gcs") => {}
+        "az" | "abfs" | "abfss" if cfg!(feature = "azure") => {}
+        scheme @ ("gs" | "az" | "abfs" | "abfss") => {
+            let feature = if scheme == "gs" { "gcs" } else { "azure" };
+            return Err(Error::Usage(format!(
+                "the {what} `{}` needs the `{feature}` feature, which this build of medallion \
+                 was made without (cargo build --features {feature})",
+                redacted(&url)
+            )));
+        }
         other => {
             return Err(Error::Usage(format!(
                 "the {what} `{}` uses the unsupported scheme `{other}`: use a local path, file://, s3://, gs:// or az://",

@@ -999,3 +999,29 @@ fn shard_layouts_give_the_rows_of_one_job() {
         assert!(stderr(&out).contains(message), "{}", stderr(&out));
     }
 }
+
+/// A `gs://` or `az://` location in a build made without that store's feature is a usage
+/// error that names the feature.
+#[test]
+fn stores_left_out_of_the_build_are_named() {
+    for (root, feature) in [
+        ("gs://bucket/lake", "gcs"),
+        ("az://container/lake", "azure"),
+    ] {
+        if (feature == "gcs" && cfg!(feature = "gcs"))
+            || (feature == "azure" && cfg!(feature = "azure"))
+        {
+            continue;
+        }
+        let out = medallion(&repo())
+            .args(["run", "--layer", "bronze", "--root", root])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("needs the `{feature}` feature")),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
