@@ -422,3 +422,26 @@ def test_wrong_credentials_are_a_clear_error_and_never_printed(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_the_endpoint_can_come_from_storage_options(tmp_path, s3):
+    """`storage.options` in layers.yaml reach every table and the landing store: with no
+    endpoint in the environment, the options alone point the run at the server."""
+    env, client = s3
+    client.create_bucket(Bucket="options")
+    generated = tmp_path / "generated"
+    medallion("generate", "--events", "2000", "--seed", "4", "--out", str(generated), env=env)
+    files = sorted(str(p.relative_to(generated)) for p in generated.rglob("*") if p.is_file())
+    upload(client, "options", generated, "landing", files)
+    text = open(os.path.join(REPO, "layers.yaml")).read().replace(
+        "  deleted_file_retention_days: 7\n",
+        "  deleted_file_retention_days: 7\n  options:\n"
+        f"    endpoint: {env['AWS_ENDPOINT_URL']}\n    allow_http: \"true\"\n    region: us-east-1\n",
+    )
+    config = tmp_path / "layers.yaml"
+    config.write_text(text)
+    bare = {k: v for k, v in env.items() if k not in ("AWS_ENDPOINT_URL", "AWS_ALLOW_HTTP", "AWS_REGION")}
+    medallion("--config", str(config), "--root", "s3://options/lake", "--landing", "s3://options/landing/",
+              "run", env=bare)
+    gold = DeltaTable("s3://options/lake/gold/attribution", storage_options=storage_options(env))
+    assert gold.to_pyarrow_table().num_rows > 0

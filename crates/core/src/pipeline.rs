@@ -31,6 +31,14 @@ impl Pipeline {
             warnings,
         } = medallion_config::load_file(path, &env, &DataFusionSql)?;
         let locations = Locations::resolve(&config.storage, root, landing)?;
+        crate::table::set_storage_options(
+            config
+                .storage
+                .options
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect(),
+        );
         Ok(Self {
             config,
             dag,

@@ -39,6 +39,20 @@ pub fn table_properties(storage: &Storage) -> HashMap<String, Option<String>> {
     ])
 }
 
+/// The object-store options of `storage.options` (region, endpoint, …), set once when the
+/// pipeline loads and used for every table the process opens.
+static STORAGE_OPTIONS: std::sync::OnceLock<HashMap<String, String>> = std::sync::OnceLock::new();
+
+/// Sets the options every table is opened with (the first call wins).
+pub fn set_storage_options(options: HashMap<String, String>) {
+    let _ = STORAGE_OPTIONS.set(options);
+}
+
+/// The options of [`set_storage_options`] (empty before).
+pub fn storage_options() -> HashMap<String, String> {
+    STORAGE_OPTIONS.get().cloned().unwrap_or_default()
+}
+
 /// A storage error with the table it concerns.
 pub fn storage_error(url: &Url, e: impl std::fmt::Display) -> Error {
     let detail = e.to_string();
@@ -119,7 +133,7 @@ pub async fn open_or_create(
     {
         std::fs::create_dir_all(&dir).map_err(|e| storage_error(url, e))?;
     }
-    let table = DeltaTable::try_from_url(url.clone())
+    let table = DeltaTable::try_from_url_with_storage_options(url.clone(), storage_options())
         .await
         .map_err(|e| storage_error(url, e))?;
     if table.version().is_some() {
@@ -140,9 +154,10 @@ pub async fn open_or_create(
         Ok(table) => Ok(table),
         Err(first) => {
             // Another job may have created it between our check and our commit.
-            let mut table = DeltaTable::try_from_url(url.clone())
-                .await
-                .map_err(|e| storage_error(url, e))?;
+            let mut table =
+                DeltaTable::try_from_url_with_storage_options(url.clone(), storage_options())
+                    .await
+                    .map_err(|e| storage_error(url, e))?;
             match table.load().await {
                 Ok(()) if table.version().is_some() => Ok(table),
                 _ => Err(storage_error(url, first)),
@@ -160,7 +175,7 @@ pub async fn open_existing(url: &Url) -> Result<Option<DeltaTable>> {
     {
         return Ok(None);
     }
-    let table = DeltaTable::try_from_url(url.clone())
+    let table = DeltaTable::try_from_url_with_storage_options(url.clone(), storage_options())
         .await
         .map_err(|e| storage_error(url, e))?;
     Ok(table.version().is_some().then_some(table))

@@ -674,7 +674,7 @@ pub async fn run(
         gold.table_url().clone(),
         output.clone(),
         Some(model.partition_by.clone()).filter(|p| !p.is_empty()),
-        None,
+        Some(medallion_core::table::storage_options()),
     )
     .map_err(|e| storage_error(&url, e))?
     .with_writer_properties(writer_properties);

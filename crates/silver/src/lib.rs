@@ -768,7 +768,7 @@ pub async fn run(
             silver.table_url().clone(),
             output.clone(),
             Some(partition_by.clone()),
-            None,
+            Some(medallion_core::table::storage_options()),
         )
         .map_err(|e| Error::Storage(e.to_string()))?
         .with_writer_properties(writer_properties(row_group, &unique))
@@ -776,8 +776,13 @@ pub async fn run(
     }
     let mut silver_writer = Sink::new(silver_writer, &silver_url).spawn();
     let mut q_writer = Sink::new(
-        RecordBatchWriter::try_new(quarantine.table_url().clone(), q_schema.clone(), None, None)
-            .map_err(|e| Error::Storage(e.to_string()))?,
+        RecordBatchWriter::try_new(
+            quarantine.table_url().clone(),
+            q_schema.clone(),
+            None,
+            Some(medallion_core::table::storage_options()),
+        )
+        .map_err(|e| Error::Storage(e.to_string()))?,
         &q_url,
     );
     let mut k_writer = match &index {
