@@ -91,6 +91,18 @@ def upload(client, bucket, local_dir, prefix, names):
         client.upload_file(str(local_dir / name), bucket, f"{prefix}/{name}")
 
 
+def land_in_bucket(tmp_path, env, client, bucket, events, per_file, seed):
+    """Generated sample data in `tmp_path/generated`, uploaded whole under
+    `s3://bucket/landing/`; returns the local directory."""
+    client.create_bucket(Bucket=bucket)
+    generated = tmp_path / "generated"
+    medallion("generate", "--events", str(events), "--events-per-file", str(per_file), "--seed", str(seed),
+              "--out", str(generated), env=env)
+    files = sorted(str(p.relative_to(generated)) for p in generated.rglob("*") if p.is_file())
+    upload(client, bucket, generated, "landing", files)
+    return generated
+
+
 def storage_options(env):
     return {
         "AWS_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
@@ -226,12 +238,7 @@ def settle(children):
 def test_concurrent_jobs_on_s3_account_for_every_line_once(tmp_path, s3, jobs):
     env, client = s3
     bucket = f"concurrent-{jobs}"
-    client.create_bucket(Bucket=bucket)
-    generated = tmp_path / "generated"
-    medallion("generate", "--events", "16000", "--events-per-file", "1000", "--seed", "33",
-              "--out", str(generated), env=env)
-    files = sorted(str(p.relative_to(generated)) for p in generated.rglob("*") if p.is_file())
-    upload(client, bucket, generated, "landing", files)
+    generated = land_in_bucket(tmp_path, env, client, bucket, 16000, 1000, 33)
     local = tmp_path / "lake"
     medallion("--root", str(local), "--landing", str(generated), "run", "--layer", "bronze", env=env)
     medallion("--root", str(local), "--landing", str(generated), "run", "--layer", "silver", env=env)
@@ -287,12 +294,7 @@ def assert_same_outcome(bucket, prefix, local, options):
 def test_a_crash_anywhere_then_a_rerun_equals_a_clean_run_on_s3(tmp_path, s3):
     env, client = s3
     bucket = "crashes"
-    client.create_bucket(Bucket=bucket)
-    generated = tmp_path / "generated"
-    medallion("generate", "--events", "4000", "--events-per-file", "1000", "--seed", "8",
-              "--out", str(generated), env=env)
-    files = sorted(str(p.relative_to(generated)) for p in generated.rglob("*") if p.is_file())
-    upload(client, bucket, generated, "landing", files)
+    generated = land_in_bucket(tmp_path, env, client, bucket, 4000, 1000, 8)
     local = tmp_path / "clean"
     medallion("--root", str(local), "--landing", str(generated), "run", env=env)
     options = storage_options(env)
@@ -325,12 +327,7 @@ def test_a_store_failing_mid_run_is_retried_and_converges(tmp_path, s3):
 
     env, client = s3
     bucket = "faults"
-    client.create_bucket(Bucket=bucket)
-    generated = tmp_path / "generated"
-    medallion("generate", "--events", "4000", "--events-per-file", "1000", "--seed", "8",
-              "--out", str(generated), env=env)
-    files = sorted(str(p.relative_to(generated)) for p in generated.rglob("*") if p.is_file())
-    upload(client, bucket, generated, "landing", files)
+    generated = land_in_bucket(tmp_path, env, client, bucket, 4000, 1000, 8)
     local = tmp_path / "clean"
     medallion("--root", str(local), "--landing", str(generated), "run", env=env)
     faults = Faults(error_rate=0.10, reset_rate=0.05, seed=7)
@@ -434,11 +431,7 @@ def test_the_endpoint_can_come_from_storage_options(tmp_path, s3):
     """`storage.options` in layers.yaml reach every table and the landing store: with no
     endpoint in the environment, the options alone point the run at the server."""
     env, client = s3
-    client.create_bucket(Bucket="options")
-    generated = tmp_path / "generated"
-    medallion("generate", "--events", "2000", "--seed", "4", "--out", str(generated), env=env)
-    files = sorted(str(p.relative_to(generated)) for p in generated.rglob("*") if p.is_file())
-    upload(client, "options", generated, "landing", files)
+    generated = land_in_bucket(tmp_path, env, client, "options", 2000, 1000, 4)
     text = open(os.path.join(REPO, "layers.yaml")).read().replace(
         "  deleted_file_retention_days: 7\n",
         "  deleted_file_retention_days: 7\n  options:\n"

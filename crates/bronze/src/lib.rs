@@ -196,16 +196,7 @@ fn landing(
         .map_or_else(|| format!("{source_name}/"), |p| p.value.clone());
     // The store is rooted at the landing prefix: paths in it are relative to the prefix.
     let landing_url = pipeline.locations.landing();
-    let store = deltalake::logstore::store_for(
-        landing_url,
-        pipeline
-            .config
-            .storage
-            .options
-            .iter()
-            .map(|(k, v)| (k.clone(), v.value.clone())),
-    )
-    .map_err(|e| storage_error(landing_url, e))?;
+    let store = medallion_core::table::store_for(landing_url)?;
     let prefix = Path::parse(folder.trim_matches('/'))
         .map_err(|e| Error::Usage(format!("source folder `{folder}` of `{source_name}`: {e}")))?;
     Ok((store, prefix, Path::default()))

@@ -483,16 +483,7 @@ impl Emitter {
             text.push('\n');
         }
         let root = pipeline.locations.root();
-        let store = deltalake::logstore::store_for(
-            root,
-            pipeline
-                .config
-                .storage
-                .options
-                .iter()
-                .map(|(k, v)| (k.clone(), v.value.clone())),
-        )
-        .map_err(|e| crate::table::storage_error(root, e))?;
+        let store = crate::table::store_for(root)?;
         let path = deltalake::Path::from(format!("_system/openlineage/{}.ndjson", ctx.run_id));
         store
             .put(&path, bytes::Bytes::from(text).into())

@@ -53,6 +53,12 @@ pub fn storage_options() -> HashMap<String, String> {
     STORAGE_OPTIONS.get().cloned().unwrap_or_default()
 }
 
+/// The object store rooted at `url` (a landing prefix, the lakehouse root), with the
+/// options of `storage.options`.
+pub fn store_for(url: &Url) -> Result<std::sync::Arc<dyn deltalake::ObjectStore>> {
+    deltalake::logstore::store_for(url, storage_options()).map_err(|e| storage_error(url, e))
+}
+
 /// A storage error with the table it concerns.
 pub fn storage_error(url: &Url, e: impl std::fmt::Display) -> Error {
     let detail = e.to_string();

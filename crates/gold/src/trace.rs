@@ -803,16 +803,7 @@ impl Tracer<'_> {
             }
         }
         let landing = self.pipeline.locations.landing();
-        let store = deltalake::logstore::store_for(
-            landing,
-            self.pipeline
-                .config
-                .storage
-                .options
-                .iter()
-                .map(|(k, v)| (k.clone(), v.value.clone())),
-        )
-        .map_err(|e| medallion_core::table::storage_error(landing, e))?;
+        let store = medallion_core::table::store_for(landing)?;
         let mut found: HashMap<(String, i64), String> = HashMap::new();
         for (file, lines) in wanted {
             let path = deltalake::Path::from(file.as_str());

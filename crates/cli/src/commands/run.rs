@@ -20,6 +20,23 @@ use crate::cli::{Global, OutputFormat, Selection};
 /// re-run; usually the other job did the work and the table is up to date).
 const CONFLICT_RERUNS: u32 = 4;
 
+/// Awaits a table run (an expression giving a new future each time), again from the table's
+/// new state when it ends in a conflict, up to [`CONFLICT_RERUNS`] runs.
+macro_rules! rerun_on_conflict {
+    ($table:expr, $run:expr) => {{
+        let mut attempt = 1;
+        loop {
+            match $run.await {
+                Err(Error::Conflict(why)) if attempt < CONFLICT_RERUNS => {
+                    tracing::warn!(table = %$table, attempt, "{why}: running the table again from its new state");
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
 pub fn run(
     global: &Global,
     select: &Selection,
@@ -104,19 +121,11 @@ pub fn run(
             if let Some(l) = lineage.as_mut() {
                 l.start(&pipeline, &ctx, table).await;
             }
-            let mut attempt = 1;
-            let outcome = loop {
-                let outcome = medallion_silver::run(&pipeline, table, &ctx, options, &mut metrics)
+            let outcome = rerun_on_conflict!(
+                table,
+                medallion_silver::run(&pipeline, table, &ctx, options, &mut metrics)
                     .instrument(span.clone())
-                    .await;
-                match outcome {
-                    Err(Error::Conflict(why)) if attempt < CONFLICT_RERUNS => {
-                        tracing::warn!(table = %table, attempt, "{why}: running the table again from its new state");
-                        attempt += 1;
-                    }
-                    other => break other,
-                }
-            };
+            );
             records.push(medallion_silver::record(
                 &pipeline,
                 &ctx,
@@ -150,20 +159,11 @@ pub fn run(
             if let Some(l) = lineage.as_mut() {
                 l.start(&pipeline, &ctx, table).await;
             }
-            let mut attempt = 1;
-            let outcome = loop {
-                let outcome =
-                    medallion_gold::run(&pipeline, table, &ctx, gold_options, &mut metrics)
-                        .instrument(span.clone())
-                        .await;
-                match outcome {
-                    Err(Error::Conflict(why)) if attempt < CONFLICT_RERUNS => {
-                        tracing::warn!(table = %table, attempt, "{why}: running the table again from its new state");
-                        attempt += 1;
-                    }
-                    other => break other,
-                }
-            };
+            let outcome = rerun_on_conflict!(
+                table,
+                medallion_gold::run(&pipeline, table, &ctx, gold_options, &mut metrics)
+                    .instrument(span.clone())
+            );
             records.push(medallion_gold::record(
                 &pipeline,
                 &ctx,
