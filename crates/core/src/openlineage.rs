@@ -43,6 +43,24 @@ fn facet(file: &str, name: &str, fields: Value) -> Value {
     facet
 }
 
+/// The storage facet of a Delta table.
+fn delta_storage() -> Value {
+    facet(
+        "1-0-1/StorageDatasetFacet",
+        "StorageDatasetFacet",
+        json!({ "storageLayer": "delta", "fileFormat": "parquet" }),
+    )
+}
+
+/// The output-statistics facet of `rows` rows written.
+fn row_count(rows: i64) -> Value {
+    facet(
+        "1-0-2/OutputStatisticsOutputDatasetFacet",
+        "OutputStatisticsOutputDatasetFacet",
+        json!({ "rowCount": rows }),
+    )
+}
+
 /// A deterministic UUID (version 8) for a name: the same run and table always get the same
 /// OpenLineage run id, so START and COMPLETE pair up and the run log can be matched.
 pub fn run_uuid(name: &str) -> uuid::Uuid {
@@ -335,9 +353,7 @@ impl Emitter {
     ) -> Vec<Value> {
         let (namespace, name) = dataset_id(&pipeline.locations.table(table));
         let mut facets = json!({
-            "storage": facet("1-0-1/StorageDatasetFacet", "StorageDatasetFacet", json!({
-                "storageLayer": "delta", "fileFormat": "parquet",
-            })),
+            "storage": delta_storage(),
         });
         if !outcome.schema.is_empty() {
             let fields: Vec<Value> = outcome
@@ -392,9 +408,7 @@ impl Emitter {
         let mut out = vec![json!({
             "namespace": namespace, "name": name, "facets": facets,
             "outputFacets": {
-                "outputStatistics": facet("1-0-2/OutputStatisticsOutputDatasetFacet", "OutputStatisticsOutputDatasetFacet", json!({
-                    "rowCount": record.rows_written,
-                })),
+                "outputStatistics": row_count(record.rows_written),
             },
         })];
         if record.rows_quarantined > 0 {
@@ -402,14 +416,10 @@ impl Emitter {
             out.push(json!({
                 "namespace": namespace, "name": name,
                 "facets": {
-                    "storage": facet("1-0-1/StorageDatasetFacet", "StorageDatasetFacet", json!({
-                        "storageLayer": "delta", "fileFormat": "parquet",
-                    })),
+                    "storage": delta_storage(),
                 },
                 "outputFacets": {
-                    "outputStatistics": facet("1-0-2/OutputStatisticsOutputDatasetFacet", "OutputStatisticsOutputDatasetFacet", json!({
-                        "rowCount": record.rows_quarantined,
-                    })),
+                    "outputStatistics": row_count(record.rows_quarantined),
                 },
             }));
         }
