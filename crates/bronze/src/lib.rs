@@ -34,7 +34,7 @@ use medallion_core::table::{
     arrow_schema, commit, is_conflict, kernel_schema, open_existing, open_or_create, storage_error,
     table_properties,
 };
-use medallion_core::{Error, Pipeline, Result, RunContext};
+use medallion_core::{Error, Pipeline, Result, RunContext, Shard};
 use serde::Serialize;
 use serde_json::json;
 use tracing::{info, warn};
@@ -84,6 +84,10 @@ pub struct SourcePlan {
     pub changed: Vec<LandingFile>,
     /// Files already ingested.
     pub ingested: usize,
+    /// The shard of the landed files planned for (`I/N`), if the files are split.
+    pub shard: Option<String>,
+    /// Landed files left to the other shards.
+    pub other_shards: usize,
 }
 
 /// What a Bronze run did for one table.
@@ -218,11 +222,20 @@ fn source_of<'a>(pipeline: &'a Pipeline, table: &TableRef) -> Result<(String, &'
     Ok((name.as_str().to_string(), source))
 }
 
-/// Lists the source's landed files and where each stands.
-pub async fn plan(pipeline: &Pipeline, table: &TableRef) -> Result<SourcePlan> {
+/// Lists the source's landed files and where each stands (only the shard's files, when
+/// `shard` splits them between jobs).
+pub async fn plan(
+    pipeline: &Pipeline,
+    table: &TableRef,
+    shard: Option<Shard>,
+) -> Result<SourcePlan> {
     let (source_name, source) = source_of(pipeline, table)?;
     let (store, prefix, root) = landing(pipeline, &source_name, source)?;
-    let files = discover::list(store.as_ref(), &prefix, &root).await?;
+    let mut files = discover::list(store.as_ref(), &prefix, &root).await?;
+    let listed = files.len();
+    if let Some(shard) = shard {
+        files.retain(|f| shard.owns(&f.relative));
+    }
     let bronze = open_existing(&pipeline.locations.table(table)).await?;
     let mut plan = SourcePlan {
         table: table.to_string(),
@@ -231,6 +244,8 @@ pub async fn plan(pipeline: &Pipeline, table: &TableRef) -> Result<SourcePlan> {
         new: Vec::new(),
         changed: Vec::new(),
         ingested: 0,
+        shard: shard.map(|s| s.to_string()),
+        other_shards: listed - files.len(),
     };
     for file in files {
         match discover::state(bronze.as_ref(), &file).await? {

@@ -29,10 +29,10 @@ pub struct Global {
     )]
     pub config: PathBuf,
     /// Lakehouse root (local path, file:// or s3:// URL); overrides `storage.root`.
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL", env = "MEDALLION_ROOT")]
     pub root: Option<String>,
     /// Landing prefix (local path, file:// or s3:// URL); overrides `storage.landing`.
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL", env = "MEDALLION_LANDING")]
     pub landing: Option<String>,
     /// Log format: human-readable text, or one JSON object per line for clusters.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "MEDALLION_LOG_FORMAT")]
@@ -97,6 +97,10 @@ pub enum Command {
     Plan {
         #[command(flatten)]
         select: Selection,
+        /// Plan only shard I of N of the landed files (Bronze), as `run --shard I/N` would
+        /// ingest them.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<medallion_core::Shard>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
@@ -128,6 +132,12 @@ pub enum Command {
         /// path, so any layout of shards, run any number of times, ingests each file once.
         #[arg(long, value_name = "I/N")]
         shard: Option<medallion_core::Shard>,
+        /// At the end of the run, push its metrics (rows read, written and quarantined per
+        /// table, durations, bytes, success) in the Prometheus text format to this
+        /// Pushgateway (`http://host:9091`; grouped under `job/medallion/layer/…`). A push
+        /// that fails warns and never fails the run.
+        #[arg(long, value_name = "URL", env = "MEDALLION_METRICS_PUSH")]
+        metrics_push: Option<url::Url>,
     },
     /// Write realistic sample landing data (deterministic for a seed).
     Generate {

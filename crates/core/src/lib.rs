@@ -9,6 +9,7 @@ pub mod expressions;
 pub mod faults;
 pub mod functions;
 pub mod lineage;
+pub mod metrics;
 pub mod openlineage;
 pub mod parquet;
 pub mod pipeline;

@@ -17,7 +17,11 @@ use crate::cli::{Cli, Command, Global};
 pub fn run(cli: Cli) -> u8 {
     let result = match cli.command {
         Command::Validate { format } => validate::run(&cli.global, format),
-        Command::Plan { select, format } => plan::run(&cli.global, &select, format),
+        Command::Plan {
+            select,
+            shard,
+            format,
+        } => plan::run(&cli.global, &select, shard, format),
         Command::Run {
             select,
             format,
@@ -26,19 +30,23 @@ pub fn run(cli: Cli) -> u8 {
             from,
             to,
             shard,
+            metrics_push,
         } => run::run(
             &cli.global,
             &select,
-            shard,
-            format,
-            medallion_silver::SilverOptions {
-                full_refresh,
-                forward_only,
-            },
-            medallion_gold::GoldOptions {
-                full_refresh,
-                forward_only,
-                range: from.zip(to),
+            run::RunOptions {
+                shard,
+                format,
+                silver: medallion_silver::SilverOptions {
+                    full_refresh,
+                    forward_only,
+                },
+                gold: medallion_gold::GoldOptions {
+                    full_refresh,
+                    forward_only,
+                    range: from.zip(to),
+                },
+                metrics_push,
             },
         ),
         Command::Generate {
@@ -110,6 +118,25 @@ fn load(global: &Global) -> Result<Pipeline, Error> {
         tracing::warn!("{w}");
     }
     Ok(pipeline)
+}
+
+/// `--shard` splits landed files between Bronze jobs: any other table in the selection is a
+/// usage error.
+fn only_bronze_with_shard(
+    shard: Option<medallion_core::Shard>,
+    tables: &[medallion_config::TableRef],
+) -> Result<(), Error> {
+    if let Some(shard) = shard
+        && let Some(other) = tables
+            .iter()
+            .find(|t| t.layer != medallion_config::Layer::Bronze)
+    {
+        return Err(Error::Usage(format!(
+            "--shard {shard} splits landed files between Bronze jobs; `{other}` is not a Bronze \
+             table (add --layer bronze)"
+        )));
+    }
+    Ok(())
 }
 
 /// The async runtime for commands that touch storage.

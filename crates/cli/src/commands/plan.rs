@@ -6,21 +6,27 @@ use std::fmt::Write as _;
 use medallion_bronze::SourcePlan;
 use medallion_config::{Layer, Materialized, TableRef};
 use medallion_core::storage::redacted;
-use medallion_core::{Error, Pipeline};
+use medallion_core::{Error, Pipeline, Shard};
 use medallion_gold::{GoldOptions, GoldPlan};
 use medallion_silver::{SilverOptions, SilverPlan};
 use serde_json::json;
 
 use crate::cli::{Global, PlanFormat, Selection};
 
-pub fn run(global: &Global, select: &Selection, format: PlanFormat) -> Result<(), Error> {
+pub fn run(
+    global: &Global,
+    select: &Selection,
+    shard: Option<Shard>,
+    format: PlanFormat,
+) -> Result<(), Error> {
     let pipeline = super::load(global)?;
     let tables = pipeline.select(select.layer, &select.tables)?;
+    super::only_bronze_with_shard(shard, &tables)?;
     let (files, silver, gold) = if format == PlanFormat::Dot {
         (Files::new(), SilverPlans::new(), GoldPlans::new())
     } else {
         (
-            landed_files(&pipeline, &tables)?,
+            landed_files(&pipeline, &tables, shard)?,
             silver_plans(&pipeline, &tables)?,
             gold_plans(&pipeline, &tables)?,
         )
@@ -40,14 +46,18 @@ pub fn run(global: &Global, select: &Selection, format: PlanFormat) -> Result<()
 /// For each Bronze table, its source's landed files (or why they could not be listed).
 type Files = BTreeMap<TableRef, Result<SourcePlan, String>>;
 
-fn landed_files(pipeline: &Pipeline, tables: &[TableRef]) -> Result<Files, Error> {
+fn landed_files(
+    pipeline: &Pipeline,
+    tables: &[TableRef],
+    shard: Option<Shard>,
+) -> Result<Files, Error> {
     let runtime = super::runtime()?;
     Ok(runtime.block_on(async {
         let mut out = Files::new();
         for t in tables.iter().filter(|t| t.layer == Layer::Bronze) {
             out.insert(
                 t.clone(),
-                medallion_bronze::plan(pipeline, t)
+                medallion_bronze::plan(pipeline, t, shard)
                     .await
                     .map_err(|e| e.to_string()),
             );
@@ -169,14 +179,23 @@ fn would_do(files: &Files, table: &TableRef) -> Option<String> {
         Ok(p) => {
             let bytes: u64 = p.new.iter().map(|f| f.size).sum();
             let mut s = format!(
-                "would ingest {} new file(s), {} ({} already ingested{})",
+                "would ingest {} new file(s){}, {} ({} already ingested{}{})",
                 p.new.len(),
+                p.shard
+                    .as_ref()
+                    .map(|s| format!(" of shard {s}"))
+                    .unwrap_or_default(),
                 mb(bytes),
                 p.ingested,
                 if p.changed.is_empty() {
                     String::new()
                 } else {
                     format!(", {} changed since ingestion", p.changed.len())
+                },
+                if p.shard.is_some() {
+                    format!(", {} left to the other shards", p.other_shards)
+                } else {
+                    String::new()
                 }
             );
             for f in p.new.iter().take(10) {

@@ -6,9 +6,9 @@ use futures::FutureExt;
 use medallion_bronze::BronzeMetrics;
 use medallion_config::Layer;
 use medallion_core::openlineage::{self, Emitter, Outcome};
-use medallion_core::runlog;
 use medallion_core::table::{arrow_schema, open_existing};
 use medallion_core::{Error, RunContext};
+use medallion_core::{metrics, runlog};
 use medallion_gold::{GoldMetrics, GoldOptions};
 use medallion_silver::{SilverMetrics, SilverOptions};
 use tracing::Instrument;
@@ -37,13 +37,90 @@ macro_rules! rerun_on_conflict {
     }};
 }
 
-pub fn run(
+/// What a run did, for its metrics: kept whether it succeeded or not.
+#[derive(Default)]
+struct Done {
+    run_id: String,
+    records: Vec<runlog::RunRecord>,
+    bytes: Vec<metrics::BytesRead>,
+}
+
+/// How long a metrics push may take before the run gives up on it.
+const METRICS_PUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The options of `medallion run`.
+pub struct RunOptions {
+    pub shard: Option<medallion_core::Shard>,
+    pub format: OutputFormat,
+    pub silver: SilverOptions,
+    pub gold: GoldOptions,
+    pub metrics_push: Option<url::Url>,
+}
+
+pub fn run(global: &Global, select: &Selection, options: RunOptions) -> Result<(), Error> {
+    let started_at = runlog::now();
+    let mut done = Done::default();
+    let result = run_tables(
+        global,
+        select,
+        options.shard,
+        options.format,
+        options.silver,
+        options.gold,
+        &mut done,
+    );
+    if let Some(url) = &options.metrics_push {
+        push_metrics(
+            url,
+            select,
+            options.shard,
+            started_at,
+            &done,
+            result.is_ok(),
+        );
+    }
+    result
+}
+
+/// Pushes the run's metrics to a Pushgateway; a failure is a warning, never the run's.
+fn push_metrics(
+    url: &url::Url,
+    select: &Selection,
+    shard: Option<medallion_core::Shard>,
+    started_at: chrono::DateTime<chrono::Utc>,
+    done: &Done,
+    succeeded: bool,
+) {
+    let layer = select.layer.map_or("all", |l| l.as_str());
+    let group = metrics::group_url(url, layer, shard);
+    let body = metrics::exposition(&metrics::RunMetrics {
+        run_id: &done.run_id,
+        started_at,
+        finished_at: runlog::now(),
+        succeeded,
+        records: &done.records,
+        bytes: &done.bytes,
+    });
+    let pushed = super::runtime()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(metrics::push(&group, body, succeeded, METRICS_PUSH_TIMEOUT)));
+    let shown = medallion_core::storage::redacted(&group);
+    match pushed {
+        Ok(()) => tracing::info!(url = %shown, "run metrics pushed"),
+        Err(e) => {
+            tracing::warn!(url = %shown, "run metrics not pushed ({e}); the run's result stands")
+        }
+    }
+}
+
+fn run_tables(
     global: &Global,
     select: &Selection,
     shard: Option<medallion_core::Shard>,
     format: OutputFormat,
     options: SilverOptions,
     gold_options: GoldOptions,
+    done: &mut Done,
 ) -> Result<(), Error> {
     if let Some((from, to)) = gold_options.range
         && from > to
@@ -52,16 +129,10 @@ pub fn run(
     }
     let pipeline = super::load(global)?;
     let tables = pipeline.select(select.layer, &select.tables)?;
-    if let Some(shard) = shard
-        && let Some(other) = tables.iter().find(|t| t.layer != Layer::Bronze)
-    {
-        return Err(Error::Usage(format!(
-            "--shard {shard} splits landed files between Bronze jobs; `{other}` is not a Bronze \
-             table (add --layer bronze)"
-        )));
-    }
+    super::only_bronze_with_shard(shard, &tables)?;
     let mut ctx = RunContext::new(pipeline.config.storage.commit_retries);
     ctx.shard = shard;
+    done.run_id = ctx.run_id.clone();
     tracing::info!(run_id = %ctx.run_id, tables = tables.len(), "run started");
     let runtime = super::runtime()?;
     let mut bronze: Vec<BronzeMetrics> = Vec::new();
@@ -96,12 +167,21 @@ pub fn run(
             ));
             finish(&mut lineage, &pipeline, &ctx, table, &records, None).await;
             match outcome {
-                Ok(metrics) => bronze.push(metrics),
+                Ok(m) => {
+                    done.bytes.push(metrics::BytesRead {
+                        table: m.table.clone(),
+                        files: m.files.len() as u64,
+                        bytes: m.bytes,
+                        uncompressed_bytes: m.uncompressed_bytes,
+                    });
+                    bronze.push(m);
+                }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
+        done.records.extend_from_slice(&records);
         // The run log records failures too; a failure to write it is reported, after the
         // table errors.
         let logged = medallion_core::runlog::append(&pipeline, &ctx, &records).await;
@@ -142,6 +222,7 @@ pub fn run(
                 break;
             }
         }
+        done.records.extend_from_slice(&records);
         if !records.is_empty() {
             let logged = medallion_core::runlog::append(&pipeline, &ctx, &records).await;
             if let Some(e) = failed {
@@ -179,6 +260,7 @@ pub fn run(
                 break;
             }
         }
+        done.records.extend_from_slice(&records);
         if !records.is_empty() {
             let logged = medallion_core::runlog::append(&pipeline, &ctx, &records).await;
             if let Some(e) = failed {
