@@ -33,3 +33,41 @@ setup_python() {
     echo "$want" >"$stamp"
   fi
 }
+
+# Linters of the deployment files (checkov, hadolint) in a venv of their own: checkov brings
+# a `hcl2` module of its own that must not meet python-hcl2 of the test venv.
+setup_lint() {
+  local venv="$HOME/.cache/medallion/venv-lint" req="$REPO/tests/deploy/requirements-lint.txt"
+  local stamp="$venv/.requirements.sha256" want
+  want=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ ! -x "$venv/bin/checkov" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    echo "$want" >"$stamp"
+  fi
+}
+
+# Tools from Debian's packages, unpacked (not installed) into ~/.cache/medallion/tools: kubectl
+# (kubernetes-client) renders the kustomize overlays for validation (`kubectl kustomize`,
+# kustomize v2.0.3); prometheus-pushgateway receives the metrics `run --metrics-push` sends.
+DEBIAN_TOOLS="$HOME/.cache/medallion/tools"
+export MEDALLION_KUBECTL="$DEBIAN_TOOLS/kubernetes-client/usr/bin/kubectl"
+export MEDALLION_PUSHGATEWAY="$DEBIAN_TOOLS/prometheus-pushgateway/usr/bin/prometheus-pushgateway"
+setup_debian_tools() {
+  local package
+  for package in kubernetes-client prometheus-pushgateway; do
+    local dir="$DEBIAN_TOOLS/$package"
+    [ -d "$dir/usr/bin" ] && continue
+    local tmp
+    tmp=$(mktemp -d)
+    if ! (cd "$tmp" && apt-get download "$package" >/dev/null 2>&1); then
+      apt-get update -qq >/dev/null
+      (cd "$tmp" && apt-get download "$package" >/dev/null)
+    fi
+    mkdir -p "$dir"
+    dpkg -x "$tmp/$package"_*.deb "$dir"
+    rm -rf "$tmp"
+  done
+  "$MEDALLION_KUBECTL" version --client 2>/dev/null | head -n 1
+  "$MEDALLION_PUSHGATEWAY" --version 2>&1 | head -n 1
+}

@@ -17,7 +17,13 @@ fi
 # Interoperability: the tables read by independent readers (Python `deltalake`, and a
 # pyarrow reader of the Delta log), installed into a project venv on first use.
 step "python test environment" setup_python
+# Deployment checks (tests/python/test_deploy.py): checkov and hadolint in their own venv;
+# kubectl to render the kustomize overlays and a Pushgateway, from Debian's packages.
+step "deployment linters (checkov, hadolint)" setup_lint
+step "kubectl and Pushgateway (Debian packages)" setup_debian_tools
 step "build medallion" cargo build --locked --workspace --all-targets
-step "interoperability tests (pytest)" env MEDALLION_BIN="$CARGO_TARGET_DIR/debug/medallion" \
+step "interoperability and deployment tests (pytest)" env \
+  MEDALLION_BIN="$CARGO_TARGET_DIR/debug/medallion" \
+  MEDALLION_LINT_VENV="$HOME/.cache/medallion/venv-lint" \
   "$HOME/.cache/medallion/venv/bin/python" -m pytest -q -p no:cacheprovider "$REPO/tests/python"
 echo "all checks passed in $((SECONDS - total))s"

@@ -566,7 +566,11 @@ fn read_csv(
     let mut record = csv::ByteRecord::new();
     loop {
         let line_no = i64::try_from(reader.position().line()).unwrap_or(i64::MAX);
-        match reader.read_byte_record(&mut record) {
+        // Every byte the reader consumed, quotes, blank lines and line ends included.
+        let before = reader.position().byte();
+        let read = reader.read_byte_record(&mut record);
+        out.report.uncompressed_bytes += reader.position().byte().saturating_sub(before);
+        match read {
             Ok(false) => return Ok(()),
             Ok(true) => {}
             Err(e) => {
@@ -587,7 +591,6 @@ fn read_csv(
             .position()
             .map_or(line_no, |p| i64::try_from(p.line()).unwrap_or(i64::MAX));
         let raw_len = record.as_slice().len() + record.len();
-        out.report.uncompressed_bytes += raw_len as u64;
         let Some(names) = header.as_ref() else {
             if options.header {
                 header = Some(
