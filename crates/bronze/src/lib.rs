@@ -234,7 +234,7 @@ pub async fn plan(
     let mut files = discover::list(store.as_ref(), &prefix, &root).await?;
     let listed = files.len();
     if let Some(shard) = shard {
-        files.retain(|f| shard.owns(&f.relative));
+        files.retain(|f| shard.owns_file_of(&source_name, source.sharding, &f.relative));
     }
     let bronze = open_existing(&pipeline.locations.table(table)).await?;
     let mut plan = SourcePlan {
@@ -291,7 +291,7 @@ pub async fn run(pipeline: &Pipeline, table: &TableRef, ctx: &RunContext) -> Res
     };
     let mut files = discover::list(store.as_ref(), &prefix, &root).await?;
     if let Some(shard) = ctx.shard {
-        files.retain(|f| shard.owns(&f.relative));
+        files.retain(|f| shard.owns_file_of(&source_name, source.sharding, &f.relative));
         metrics.shard = Some(shard.to_string());
     }
     let mut todo: Vec<(LandingFile, bool)> = Vec::new();

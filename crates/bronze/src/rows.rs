@@ -518,6 +518,7 @@ mod tests {
             columns,
             infer_undeclared: true,
             on_changed_file: Default::default(),
+            sharding: Default::default(),
             max_line_bytes: 1 << 20,
             csv: Default::default(),
             description: None,

@@ -164,6 +164,12 @@ pub struct Source {
     /// What to do when a file that was already ingested changes (size or ETag).
     #[serde(default)]
     pub on_changed_file: OnChangedFile,
+    /// How `run --shard I/N` splits the source between Bronze jobs: `files` (each file to the
+    /// shard its path hashes to) or `whole` (all its files to one shard, which ingests them in
+    /// landing order: for sources where a later file restates rows of an earlier one, whose
+    /// order must not depend on which shard commits first).
+    #[serde(default)]
+    pub sharding: Sharding,
     /// Longest line (record) accepted, in bytes; a longer one is quarantined with its
     /// first bytes.
     #[serde(default = "default_max_line_bytes")]
@@ -232,6 +238,17 @@ pub enum OnChangedFile {
     Report,
     /// Ingest the new content again (its rows are added; nothing is removed).
     Reingest,
+}
+
+/// How `run --shard I/N` splits a source's landed files between Bronze jobs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Sharding {
+    /// Each file goes to the shard its path hashes to.
+    #[default]
+    Files,
+    /// Every file goes to the one shard the source's name hashes to.
+    Whole,
 }
 
 /// CSV dialect.

@@ -1,6 +1,7 @@
 //! The context of one run: its id, start time, and settings every table run shares.
 
 use chrono::{DateTime, Utc};
+use medallion_config::Sharding;
 
 /// What every table run of one `medallion run` shares.
 #[derive(Debug, Clone)]
@@ -29,6 +30,15 @@ impl Shard {
     /// Whether the landed file at `relative` (path under the landing prefix) is this shard's.
     pub fn owns(&self, relative: &str) -> bool {
         crate::columns::fnv64(relative.as_bytes()) % u64::from(self.count) == u64::from(self.index)
+    }
+
+    /// Whether the landed file at `relative`, of `source`, is this shard's: by the file's path,
+    /// or for a source with `sharding: whole`, by the source's name (all its files to one shard).
+    pub fn owns_file_of(&self, source: &str, sharding: Sharding, relative: &str) -> bool {
+        match sharding {
+            Sharding::Files => self.owns(relative),
+            Sharding::Whole => self.owns(source),
+        }
     }
 }
 

@@ -956,6 +956,16 @@ fn shard_layouts_give_the_rows_of_one_job() {
     for s in ["2/3", "0/3", "1/3"] {
         let files = finish(job(&three, Some(s)).spawn().unwrap());
         assert!(!files.is_empty(), "shard {s} got no file");
+        // Sources with `sharding: whole` (restated ad spend, latest-wins dimensions) go to
+        // one shard each, whole.
+        for source in ["ad_spend/", "campaigns/", "fx_rates/"] {
+            let here = files.iter().filter(|f| f.starts_with(source)).count();
+            let landed = all_files.iter().filter(|f| f.starts_with(source)).count();
+            assert!(
+                here == 0 || here == landed,
+                "{source}: {here} of {landed} in shard {s}"
+            );
+        }
         seen.extend(files);
     }
     seen.sort();
@@ -965,6 +975,34 @@ fn shard_layouts_give_the_rows_of_one_job() {
     // A shard run again ingests nothing.
     assert!(finish(job(&three, Some("1/3")).spawn().unwrap()).is_empty());
     assert_eq!(content(&three), expected, "three shards");
+    // Silver after the out-of-order shards equals Silver after one job: the restated spend
+    // and the latest dimension rows win as they do there.
+    let silver = |root: &Path| -> Vec<Vec<String>> {
+        let out = medallion(&repo())
+            .args(["run", "--layer", "silver", "--root"])
+            .arg(root)
+            .arg("--landing")
+            .arg(&landing)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        ["ad_spend", "campaigns", "fx_rates"]
+            .iter()
+            .map(|t| {
+                let dir = root.join("silver").join(t);
+                let keep: Vec<String> = crate::delta::columns(&dir)
+                    .into_iter()
+                    .filter(|c| !c.starts_with('_'))
+                    .map(|c| format!("\"{c}\""))
+                    .collect();
+                rows(
+                    &dir,
+                    &format!("SELECT {0} FROM t ORDER BY {0}", keep.join(", ")),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(silver(&three), silver(&single), "Silver after three shards");
 
     // Four shards at once, then two more layouts over the same lake while it fills.
     let mixed = tmp.path().join("mixed");
