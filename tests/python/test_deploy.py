@@ -379,3 +379,33 @@ def test_the_cronjob_command_lines_plan_and_run_against_sample_data(overlay, ren
               {k: v for k, v in os.environ.items() if not k.startswith("MEDALLION_")})
     for table in ("campaign_daily", "channel_cac", "attribution"):
         assert gold_rows(root, table) == gold_rows(reference, table), table
+
+
+def test_the_batch_module_command_lines_plan_against_sample_data(landing, tmp_path):
+    """The scheduled ECS tasks of modules/batch (one per Bronze shard, one per other layer) run
+    command lines the CLI accepts, and the shards' plans cover every landed file once."""
+    module = os.path.join(TERRAFORM, "modules", "batch")
+    with open(os.path.join(module, "variables.tf")) as f:
+        variables = {k.strip('"'): v for block in hcl2.load(f)["variable"] for k, v in block.items()}
+    shards = int(variables["bronze_shards"]["default"])
+    text = open(os.path.join(module, "main.tf")).read()
+    commands = []
+    for raw in re.findall(r"command\s*=\s*(\[[^\]]*\])", text):
+        items = re.findall(r'"((?:[^"\\]|\\.)*)"', raw)
+        if "${i}" in raw:
+            commands += [[a.replace("${i}", str(i)).replace("${var.bronze_shards}", str(shards)) for a in items]
+                         for i in range(shards)]
+        else:
+            commands.append(items)
+    assert sum(1 for c in commands if "--shard" in c) == shards
+    assert {c[2] for c in commands} == set(LAYERS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDALLION_")}
+    env.update(MEDALLION_CONFIG=os.path.join(REPO, "layers.yaml"), MEDALLION_ROOT=str(tmp_path / "lake"),
+               MEDALLION_LANDING=str(landing))
+    planned = 0
+    for args in commands:
+        assert args[0] == "run" and not any("${" in a for a in args), args
+        plan = json.loads(medallion(["plan", *args[1:], "--format", "json"], env).stdout)
+        if "--shard" in args:
+            planned += sum(len(t["landing"]["new"]) for t in plan["tables"])
+    assert planned == sum(len(files) for _, _, files in os.walk(landing))
