@@ -21,11 +21,10 @@ step() {
   fi
 }
 
-# The Python environment of the interoperability tests and the DuckDB baseline, installed
-# into a project venv on first use (and again when the requirements change).
-setup_python() {
-  local venv="$HOME/.cache/medallion/venv" req="$REPO/tests/python/requirements.txt"
-  local stamp="$venv/.requirements.sha256" want
+# venv_from DIR REQUIREMENTS: a venv at DIR with exactly REQUIREMENTS installed, made again
+# whenever the requirements file changes.
+venv_from() {
+  local venv="$1" req="$2" stamp="$1/.requirements.sha256" want
   want=$(sha256sum "$req" | cut -d' ' -f1)
   if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     python3 -m venv "$venv"
@@ -34,17 +33,16 @@ setup_python() {
   fi
 }
 
+# The Python environment of the interoperability tests and the DuckDB baseline, installed
+# into a project venv on first use (and again when the requirements change).
+setup_python() {
+  venv_from "$HOME/.cache/medallion/venv" "$REPO/tests/python/requirements.txt"
+}
+
 # Linters of the deployment files (checkov, hadolint) in a venv of their own: checkov brings
 # a `hcl2` module of its own that must not meet python-hcl2 of the test venv.
 setup_lint() {
-  local venv="$HOME/.cache/medallion/venv-lint" req="$REPO/tests/deploy/requirements-lint.txt"
-  local stamp="$venv/.requirements.sha256" want
-  want=$(sha256sum "$req" | cut -d' ' -f1)
-  if [ ! -x "$venv/bin/checkov" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
-    echo "$want" >"$stamp"
-  fi
+  venv_from "$HOME/.cache/medallion/venv-lint" "$REPO/tests/deploy/requirements-lint.txt"
 }
 
 # Tools from Debian's packages, unpacked (not installed) into ~/.cache/medallion/tools: kubectl
