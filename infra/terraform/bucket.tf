@@ -19,7 +19,6 @@ locals {
 
   landing_prefix   = var.landing_prefix
   lakehouse_prefix = var.lakehouse_prefix
-  system_prefix    = "${var.lakehouse_prefix}/_system"
 
   medallion_root    = "s3://${var.bucket_name}/${var.lakehouse_prefix}"
   medallion_landing = "s3://${var.bucket_name}/${var.landing_prefix}"

@@ -1,42 +1,28 @@
 # One IAM role per layer, assumable only by that layer's Kubernetes service account through
-# EKS IAM Roles for Service Accounts (IRSA), with least privilege per prefix:
-#
-#   layer   reads (Get + List)     reads and writes (Get, Put, Delete + List)
-#   bronze  LANDING                ROOT/bronze (tables and quarantines), ROOT/_system
-#   silver  ROOT/bronze            ROOT/silver (tables and quarantines), ROOT/_system
-#   gold    ROOT/silver            ROOT/gold (tables, SQL models over Gold, _touchpoints), ROOT/_system
-#
-# Every layer appends to the run log (ROOT/_system/runs) and writes its runs' OpenLineage
-# events (ROOT/_system/openlineage/), so all three write ROOT/_system.
+# EKS IAM Roles for Service Accounts (IRSA), with least privilege per prefix. The prefix table
+# and the policy are those of modules/layer-access, shared with modules/batch's task roles.
+
+module "layer_access" {
+  source = "./modules/layer-access"
+
+  bucket_arn       = aws_s3_bucket.lakehouse.arn
+  kms_key_arn      = aws_kms_key.lakehouse.arn
+  region           = var.region
+  landing_prefix   = var.landing_prefix
+  lakehouse_prefix = var.lakehouse_prefix
+}
 
 locals {
-  layers = {
-    bronze = {
-      read_prefixes  = [local.landing_prefix]
-      write_prefixes = ["${local.lakehouse_prefix}/bronze", local.system_prefix]
-    }
-    silver = {
-      read_prefixes  = ["${local.lakehouse_prefix}/bronze"]
-      write_prefixes = ["${local.lakehouse_prefix}/silver", local.system_prefix]
-    }
-    gold = {
-      read_prefixes  = ["${local.lakehouse_prefix}/silver"]
-      write_prefixes = ["${local.lakehouse_prefix}/gold", local.system_prefix]
-    }
-  }
+  # The layers by name, written out: the roles iterate over these rather than over the
+  # module's output, so that checkov expands (and checks) each role.
+  layer_names = toset(["bronze", "silver", "gold"])
+  layers      = { for layer in local.layer_names : layer => module.layer_access.layers[layer] }
 
   # The OIDC issuer without https://, as IRSA condition keys spell it; the provider ARN ends
   # with exactly that (…:oidc-provider/oidc.eks.<region>.amazonaws.com/id/<id>).
   oidc_issuer = element(split("oidc-provider/", var.eks_oidc_provider_arn), 1)
 
-  service_account_names = { for layer in keys(local.layers) : layer => "medallion-${layer}" }
-
-  # ListBucket is limited with s3:prefix: the engine lists "P", "P/" and keys under "P/".
-  list_patterns = {
-    for layer, l in local.layers : layer => flatten([
-      for p in concat(l.read_prefixes, l.write_prefixes) : [p, "${p}/", "${p}/*"]
-    ])
-  }
+  service_account_names = { for layer in local.layer_names : layer => "medallion-${layer}" }
 
   auditor_enabled = length(var.auditor_principal_arns) > 0
 }
@@ -46,7 +32,7 @@ locals {
 # ---------------------------------------------------------------------------------------------
 
 data "aws_iam_policy_document" "layer_trust" {
-  for_each = local.layers
+  for_each = local.layer_names
 
   statement {
     sid     = "ServiceAccountMedallion${title(each.key)}ViaIrsa"
@@ -73,7 +59,7 @@ data "aws_iam_policy_document" "layer_trust" {
 }
 
 resource "aws_iam_role" "layer" {
-  for_each = local.layers
+  for_each = local.layer_names
 
   name                 = "${var.name_prefix}-${each.key}"
   description          = "medallion ${each.key} jobs (service account ${var.namespace}/${local.service_account_names[each.key]}) on s3://${var.bucket_name}"
@@ -82,61 +68,12 @@ resource "aws_iam_role" "layer" {
   permissions_boundary = var.permissions_boundary_arn
 }
 
-data "aws_iam_policy_document" "layer" {
-  for_each = local.layers
-
-  statement {
-    sid       = "ListOwnPrefixes"
-    effect    = "Allow"
-    actions   = ["s3:ListBucket"]
-    resources = [aws_s3_bucket.lakehouse.arn]
-
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = local.list_patterns[each.key]
-    }
-  }
-
-  statement {
-    sid       = "ReadInputs"
-    effect    = "Allow"
-    actions   = ["s3:GetObject"]
-    resources = [for p in each.value.read_prefixes : "${aws_s3_bucket.lakehouse.arn}/${p}/*"]
-  }
-
-  statement {
-    sid    = "ReadWriteOwnLayerAndSystem"
-    effect = "Allow"
-    actions = [
-      "s3:GetObject",
-      "s3:PutObject",
-      "s3:DeleteObject",
-      "s3:AbortMultipartUpload",
-    ]
-    resources = [for p in each.value.write_prefixes : "${aws_s3_bucket.lakehouse.arn}/${p}/*"]
-  }
-
-  statement {
-    sid       = "UseTheLakehouseKeyThroughS3"
-    effect    = "Allow"
-    actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
-    resources = [aws_kms_key.lakehouse.arn]
-
-    condition {
-      test     = "StringEquals"
-      variable = "kms:ViaService"
-      values   = [local.kms_via_s3]
-    }
-  }
-}
-
 resource "aws_iam_role_policy" "layer" {
-  for_each = local.layers
+  for_each = local.layer_names
 
   name   = "medallion-${each.key}-lakehouse"
   role   = aws_iam_role.layer[each.key].id
-  policy = data.aws_iam_policy_document.layer[each.key].json
+  policy = module.layer_access.policy_json[each.key]
 }
 
 # ---------------------------------------------------------------------------------------------

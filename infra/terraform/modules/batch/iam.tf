@@ -1,5 +1,6 @@
-# Task roles (one per layer, the same least-privilege split as the IRSA roles), the task
-# execution role (pulls the image, writes the logs) and the scheduler's role (starts tasks).
+# Task roles (one per layer, the same least-privilege split as the IRSA roles: the policies
+# of ../layer-access), the task execution role (pulls the image, writes the logs) and the
+# scheduler's role (starts tasks).
 
 data "aws_iam_policy_document" "ecs_tasks_trust" {
   statement {
@@ -35,52 +36,12 @@ resource "aws_iam_role" "task" {
   permissions_boundary = var.permissions_boundary_arn
 }
 
-data "aws_iam_policy_document" "task" {
-  for_each = local.layers
-
-  statement {
-    sid       = "ListOwnPrefixes"
-    actions   = ["s3:ListBucket"]
-    resources = [local.bucket_arn]
-
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = local.list_patterns[each.key]
-    }
-  }
-
-  statement {
-    sid       = "ReadInputs"
-    actions   = ["s3:GetObject"]
-    resources = [for p in each.value.read_prefixes : "${local.bucket_arn}/${p}/*"]
-  }
-
-  statement {
-    sid       = "ReadWriteOwnLayerAndSystem"
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
-    resources = [for p in each.value.write_prefixes : "${local.bucket_arn}/${p}/*"]
-  }
-
-  statement {
-    sid       = "UseTheLakehouseKeyThroughS3"
-    actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
-    resources = [var.kms_key_arn]
-
-    condition {
-      test     = "StringEquals"
-      variable = "kms:ViaService"
-      values   = ["s3.${local.region}.amazonaws.com"]
-    }
-  }
-}
-
 resource "aws_iam_role_policy" "task" {
   for_each = local.layers
 
   name   = "medallion-${each.key}-lakehouse"
   role   = aws_iam_role.task[each.key].id
-  policy = data.aws_iam_policy_document.task[each.key].json
+  policy = module.layer_access.policy_json[each.key]
 }
 
 resource "aws_iam_role" "execution" {

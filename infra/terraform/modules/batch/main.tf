@@ -8,35 +8,24 @@ data "aws_partition" "current" {}
 
 data "aws_region" "current" {}
 
+module "layer_access" {
+  source = "../layer-access"
+
+  bucket_arn       = "arn:${local.partition}:s3:::${var.bucket_name}"
+  kms_key_arn      = var.kms_key_arn
+  region           = local.region
+  landing_prefix   = var.landing_prefix
+  lakehouse_prefix = var.lakehouse_prefix
+}
+
 locals {
   account_id = data.aws_caller_identity.current.account_id
   partition  = data.aws_partition.current.partition
   region     = data.aws_region.current.name
 
-  bucket_arn    = "arn:${local.partition}:s3:::${var.bucket_name}"
-  system_prefix = "${var.lakehouse_prefix}/_system"
-
-  # What each layer reads and writes (the same split as the root module's IRSA roles).
-  layers = {
-    bronze = {
-      read_prefixes  = [var.landing_prefix]
-      write_prefixes = ["${var.lakehouse_prefix}/bronze", local.system_prefix]
-    }
-    silver = {
-      read_prefixes  = ["${var.lakehouse_prefix}/bronze"]
-      write_prefixes = ["${var.lakehouse_prefix}/silver", local.system_prefix]
-    }
-    gold = {
-      read_prefixes  = ["${var.lakehouse_prefix}/silver"]
-      write_prefixes = ["${var.lakehouse_prefix}/gold", local.system_prefix]
-    }
-  }
-
-  list_patterns = {
-    for layer, l in local.layers : layer => flatten([
-      for p in concat(l.read_prefixes, l.write_prefixes) : [p, "${p}/", "${p}/*"]
-    ])
-  }
+  # What each layer reads and writes: the same split as the root module's IRSA roles, from
+  # the shared module.
+  layers = module.layer_access.layers
 
   # One scheduled run per Bronze shard (ECS has no Indexed Jobs), one each for Silver and Gold.
   runs = merge(
