@@ -409,3 +409,54 @@ def test_the_batch_module_command_lines_plan_against_sample_data(landing, tmp_pa
         if "--shard" in args:
             planned += sum(len(t["landing"]["new"]) for t in plan["tables"])
     assert planned == sum(len(files) for _, _, files in os.walk(landing))
+
+
+def unquote(value):
+    """A python-hcl2 literal as Python: strings lose their quotes, numbers in quotes become
+    numbers; lists recurse."""
+    if isinstance(value, list):
+        return [unquote(v) for v in value]
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1]
+        return int(value) if value.isdigit() else value
+    return value
+
+
+def test_terraform_jobs_keep_the_manifests_settings(rendered):
+    """What checkov cannot see in `kubernetes_cron_job_v1`: the Terraform CronJobs keep the
+    schedule policy, the failure policy and the pod and container security settings of the
+    manifests' base."""
+    tf = terraform()
+    (job,) = resources(tf, "kubernetes_cron_job_v1").values()
+    _, base = rendered["base"]
+    manifest = by_kind(base, "CronJob")["medallion-silver"]["spec"]
+    spec = job["spec"][0]
+    assert unquote(spec["concurrency_policy"]) == manifest["concurrencyPolicy"]
+    assert spec["starting_deadline_seconds"] == manifest["startingDeadlineSeconds"]
+    assert spec["successful_jobs_history_limit"] == manifest["successfulJobsHistoryLimit"]
+    assert spec["failed_jobs_history_limit"] == manifest["failedJobsHistoryLimit"]
+    jobspec, mjob = spec["job_template"][0]["spec"][0], manifest["jobTemplate"]["spec"]
+    assert jobspec["active_deadline_seconds"] == mjob["activeDeadlineSeconds"]
+    assert unquote(jobspec["ttl_seconds_after_finished"]) == mjob["ttlSecondsAfterFinished"]
+    rules = jobspec["pod_failure_policy"][0]["rule"]
+    assert unquote(rules[0]["action"]) == "FailJob" and rules[0]["on_exit_codes"][0]["values"] == [2, 3]
+    assert unquote(rules[1]["action"]) == "Ignore"
+    assert unquote(rules[1]["on_pod_condition"][0]["type"]) == "DisruptionTarget"
+    pod, mpod = jobspec["template"][0]["spec"][0], mjob["template"]["spec"]
+    assert unquote(pod["restart_policy"]) == mpod["restartPolicy"]
+    assert pod["automount_service_account_token"] is mpod["automountServiceAccountToken"] is False
+    psc, mpsc = pod["security_context"][0], mpod["securityContext"]
+    assert psc["run_as_non_root"] is True
+    for tf_key, key in (("run_as_user", "runAsUser"), ("run_as_group", "runAsGroup"), ("fs_group", "fsGroup")):
+        assert unquote(psc[tf_key]) == mpsc[key], tf_key
+    assert unquote(psc["seccomp_profile"][0]["type"]) == mpsc["seccompProfile"]["type"]
+    (container,) = pod["container"]
+    csc, mcsc = container["security_context"][0], mpod["containers"][0]["securityContext"]
+    assert csc["allow_privilege_escalation"] is mcsc["allowPrivilegeEscalation"] is False
+    assert csc["read_only_root_filesystem"] is mcsc["readOnlyRootFilesystem"] is True
+    assert csc["privileged"] is mcsc["privileged"] is False
+    assert csc["run_as_non_root"] is True
+    assert unquote(csc["capabilities"][0]["drop"]) == mcsc["capabilities"]["drop"] == ["ALL"]
+    volumes = {unquote(v["name"]): v for v in pod["volume"]}
+    assert unquote(volumes["tmp"]["empty_dir"][0]["size_limit"]) == \
+        {v["name"]: v for v in mpod["volumes"]}["tmp"]["emptyDir"]["sizeLimit"]
