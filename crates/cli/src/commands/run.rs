@@ -60,15 +60,7 @@ pub struct RunOptions {
 pub fn run(global: &Global, select: &Selection, options: RunOptions) -> Result<(), Error> {
     let started_at = runlog::now();
     let mut done = Done::default();
-    let result = run_tables(
-        global,
-        select,
-        options.shard,
-        options.format,
-        options.silver,
-        options.gold,
-        &mut done,
-    );
+    let result = run_tables(global, select, &options, &mut done);
     if let Some(url) = &options.metrics_push {
         push_metrics(
             url,
@@ -116,12 +108,16 @@ fn push_metrics(
 fn run_tables(
     global: &Global,
     select: &Selection,
-    shard: Option<medallion_core::Shard>,
-    format: OutputFormat,
-    options: SilverOptions,
-    gold_options: GoldOptions,
+    options: &RunOptions,
     done: &mut Done,
 ) -> Result<(), Error> {
+    let RunOptions {
+        shard,
+        format,
+        silver: silver_options,
+        gold: gold_options,
+        ..
+    } = *options;
     if let Some((from, to)) = gold_options.range
         && from > to
     {
@@ -203,7 +199,7 @@ fn run_tables(
             }
             let outcome = rerun_on_conflict!(
                 table,
-                medallion_silver::run(&pipeline, table, &ctx, options, &mut metrics)
+                medallion_silver::run(&pipeline, table, &ctx, silver_options, &mut metrics)
                     .instrument(span.clone())
             );
             records.push(medallion_silver::record(
